@@ -1,0 +1,741 @@
+//! A log: a signed, append-only sequence of blocks verified by a merkle tree (a Hypercore).
+
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
+
+use crate::crypto::{self, Hash, KeyPair};
+use crate::error::{Error, Result};
+use crate::flat_tree::{self, Iter};
+use crate::manifest::{Manifest, Verifier};
+use crate::proof::{self, Data, ProofRequest};
+use crate::storage::{CoreRecord, HeadRecord, ReadTxn, TxnNodes, hex};
+use crate::store::StoreInner;
+use crate::tree::{Node, NodeReader, TreeState};
+
+/// The state of a log shared by every handle to it.
+pub(crate) struct LogInner {
+    store: Arc<StoreInner>,
+    id: u64,
+    key: Hash,
+    discovery_key: Hash,
+    key_pair: Option<KeyPair>,
+    verifier: RwLock<VerifierState>,
+    state: RwLock<TreeState>,
+    /// Serializes writers of this log (appends, applied proofs, truncations, clears).
+    write: Mutex<()>,
+    /// `(fork after, length truncated to)` of every truncation since the log was opened.
+    truncations: RwLock<Vec<(u64, u64)>>,
+}
+
+struct VerifierState {
+    verifier: Verifier,
+    /// False while a remote log's manifest is unknown (the verifier then assumes compat mode).
+    manifest_known: bool,
+}
+
+/// A handle to a log. Cheap to clone; clones share state. `Send + Sync`.
+#[derive(Clone)]
+pub struct Log {
+    inner: Arc<LogInner>,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.state();
+        f.debug_struct("Log")
+            .field("key", &hex(&self.inner.key))
+            .field("length", &s.length)
+            .field("fork", &s.fork)
+            .finish()
+    }
+}
+
+/// What applying a remote proof changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// The new signed length, if the proof moved it forward.
+    pub upgraded_to: Option<u64>,
+    /// The block index stored, if the proof carried a block.
+    pub block: Option<u64>,
+}
+
+fn poisoned<T>(p: std::sync::PoisonError<T>) -> T {
+    p.into_inner()
+}
+
+impl Log {
+    pub(crate) fn from_inner(inner: Arc<LogInner>) -> Self {
+        Log { inner }
+    }
+
+    pub(crate) fn downgrade(&self) -> Weak<LogInner> {
+        Arc::downgrade(&self.inner)
+    }
+
+    /// Loads a log from its record and head, checking that the stored head is intact.
+    pub(crate) fn load(
+        store: Arc<StoreInner>,
+        dk: Hash,
+        rec: CoreRecord,
+        txn: &ReadTxn<'_>,
+    ) -> Result<Log> {
+        let key_pair = rec.secret_seed.map(|s| KeyPair::from_seed(&s));
+        let (verifier, manifest_known) = match rec.manifest {
+            Some(m) => (Verifier::new(rec.key, m)?, true),
+            None => (Verifier::compat(rec.key), false),
+        };
+        if crypto::discovery_key(&rec.key) != dk {
+            return Err(Error::Corrupt(
+                "the log record's key does not match its discovery key".into(),
+            ));
+        }
+        let head = store.storage.head_get(txn, rec.id)?.unwrap_or_default();
+        let reader = TxnNodes {
+            storage: &store.storage,
+            txn,
+            id: rec.id,
+        };
+        let roots = TreeState::roots_at(&reader, head.length).map_err(|e| match e {
+            Error::MissingNode(i) => Error::Corrupt(format!(
+                "root node {i} of the signed length {} is missing",
+                head.length
+            )),
+            e => e,
+        })?;
+        let state = TreeState {
+            fork: head.fork,
+            length: head.length,
+            byte_length: roots.iter().map(|r| r.size).sum(),
+            roots,
+            signature: head.signature,
+        };
+        if head.length > 0 {
+            let th = state.hash();
+            if th != head.tree_hash || state.byte_length != head.byte_length {
+                return Err(Error::Corrupt(
+                    "the stored roots do not hash to the signed tree hash".into(),
+                ));
+            }
+            if !verifier.verify(&th, state.length, state.fork, &state.signature) {
+                return Err(Error::Corrupt(format!(
+                    "the signature of the stored head (length {}) does not verify",
+                    state.length
+                )));
+            }
+        }
+        Ok(Log {
+            inner: Arc::new(LogInner {
+                store,
+                id: rec.id,
+                key: rec.key,
+                discovery_key: dk,
+                key_pair,
+                verifier: RwLock::new(VerifierState {
+                    verifier,
+                    manifest_known,
+                }),
+                state: RwLock::new(state),
+                write: Mutex::new(()),
+                truncations: RwLock::new(Vec::new()),
+            }),
+        })
+    }
+
+    fn state(&self) -> std::sync::RwLockReadGuard<'_, TreeState> {
+        self.inner.state.read().unwrap_or_else(poisoned)
+    }
+
+    fn lock_writes(&self) -> MutexGuard<'_, ()> {
+        self.inner.write.lock().unwrap_or_else(poisoned)
+    }
+
+    fn storage(&self) -> &crate::storage::Storage {
+        &self.inner.store.storage
+    }
+
+    fn dk_hex(&self) -> String {
+        hex(&self.inner.discovery_key)
+    }
+
+    // --- identity ------------------------------------------------------------------------------
+
+    /// The log key (manifest hash, or public key in compat mode).
+    pub fn key(&self) -> [u8; 32] {
+        self.inner.key
+    }
+
+    /// The discovery key: what goes on the wire instead of the key.
+    pub fn discovery_key(&self) -> [u8; 32] {
+        self.inner.discovery_key
+    }
+
+    /// The manifest, when known.
+    pub fn manifest(&self) -> Option<Manifest> {
+        let v = self.inner.verifier.read().unwrap_or_else(poisoned);
+        v.manifest_known.then(|| v.verifier.manifest().clone())
+    }
+
+    /// True when the log is keyed by its public key (hypercore 10 style).
+    pub fn is_compat(&self) -> bool {
+        self.inner
+            .verifier
+            .read()
+            .unwrap_or_else(poisoned)
+            .verifier
+            .is_compat()
+    }
+
+    /// True when this store holds the secret key.
+    pub fn writable(&self) -> bool {
+        self.inner.key_pair.is_some()
+    }
+
+    /// The signing key pair, if writable.
+    pub fn key_pair(&self) -> Option<&KeyPair> {
+        self.inner.key_pair.as_ref()
+    }
+
+    /// Records the manifest of a remote log (it must hash to the key).
+    pub fn set_manifest(&self, manifest: Manifest) -> Result<()> {
+        let mut v = self.inner.verifier.write().unwrap_or_else(poisoned);
+        if v.manifest_known {
+            if *v.verifier.manifest() != manifest {
+                return Err(Error::InvalidManifest(
+                    "a different manifest is already known for this log".into(),
+                ));
+            }
+            return Ok(());
+        }
+        let verifier = Verifier::new(self.inner.key, manifest.clone())?;
+        let _w = self.lock_writes();
+        let mut txn = self.storage().write()?;
+        let mut rec = self
+            .storage()
+            .core_get(&txn, &self.inner.discovery_key)?
+            .ok_or_else(|| Error::NotFound(format!("log {}", self.dk_hex())))?;
+        rec.manifest = Some(manifest);
+        self.storage()
+            .core_put(&mut txn, &self.inner.discovery_key, &rec)?;
+        txn.commit()?;
+        *v = VerifierState {
+            verifier,
+            manifest_known: true,
+        };
+        Ok(())
+    }
+
+    // --- state ---------------------------------------------------------------------------------
+
+    /// Number of blocks (the signed length).
+    pub fn length(&self) -> u64 {
+        self.state().length
+    }
+
+    /// Bytes in all blocks.
+    pub fn byte_length(&self) -> u64 {
+        self.state().byte_length
+    }
+
+    /// The fork id (incremented by each truncation).
+    pub fn fork(&self) -> u64 {
+        self.state().fork
+    }
+
+    /// The signed tree state (roots, length, fork, signature).
+    pub fn tree(&self) -> TreeState {
+        self.state().clone()
+    }
+
+    /// The signature over the current state, as stored and sent.
+    pub fn signature(&self) -> Vec<u8> {
+        self.state().signature.clone()
+    }
+
+    /// The tree hash at the current length, or at any shorter `length`.
+    pub fn tree_hash(&self, length: Option<u64>) -> Result<Hash> {
+        let state = self.state().clone();
+        let length = length.unwrap_or(state.length);
+        if length == state.length {
+            return Ok(state.hash());
+        }
+        if length > state.length {
+            return Err(Error::OutOfBounds(format!(
+                "length {length} is past the log length {}",
+                state.length
+            )));
+        }
+        let txn = self.storage().read()?;
+        let roots = TreeState::roots_at(&self.nodes(&txn), length)?;
+        Ok(crypto::tree_hash(&roots))
+    }
+
+    fn nodes<'a, 't>(&'a self, txn: &'a ReadTxn<'t>) -> TxnNodes<'a, 't> {
+        TxnNodes {
+            storage: self.storage(),
+            txn,
+            id: self.inner.id,
+        }
+    }
+
+    /// The stored tree node at flat index `index`, if any.
+    pub fn node(&self, index: u64) -> Result<Option<Node>> {
+        let txn = self.storage().read()?;
+        self.nodes(&txn).node(index)
+    }
+
+    // --- writing -------------------------------------------------------------------------------
+
+    /// Appends one block. Returns `(length, byte_length)` after the append; when this returns the
+    /// block is durable (per the store's durability).
+    pub fn append(&self, block: &[u8]) -> Result<(u64, u64)> {
+        self.append_batch(&[block])
+    }
+
+    /// Appends blocks atomically under one signature. Returns `(length, byte_length)` after.
+    pub fn append_batch<B: AsRef<[u8]>>(&self, blocks: &[B]) -> Result<(u64, u64)> {
+        let kp = self
+            .inner
+            .key_pair
+            .as_ref()
+            .ok_or_else(|| Error::NotWritable(format!("log {} has no secret key here", self.dk_hex())))?;
+        let _w = self.lock_writes();
+        let old = self.state().clone();
+        if blocks.is_empty() {
+            return Ok((old.length, old.byte_length));
+        }
+        let mut next = old.clone();
+        let mut nodes = Vec::with_capacity(blocks.len() * 2 + 8);
+        for b in blocks {
+            next.append(b.as_ref(), &mut nodes);
+        }
+        let tree_hash = next.hash();
+        next.signature = self
+            .inner
+            .verifier
+            .read()
+            .unwrap_or_else(poisoned)
+            .verifier
+            .sign(kp, &tree_hash, next.length, next.fork)?;
+        let mut txn = self.storage().write()?;
+        let id = self.inner.id;
+        for (i, b) in blocks.iter().enumerate() {
+            self.storage()
+                .block_put(&mut txn, id, old.length + i as u64, b.as_ref())?;
+        }
+        for n in &nodes {
+            self.storage().node_put(&mut txn, id, n)?;
+        }
+        self.storage()
+            .head_put(&mut txn, id, &head_record(&next, tree_hash))?;
+        txn.commit()?;
+        let out = (next.length, next.byte_length);
+        *self.inner.state.write().unwrap_or_else(poisoned) = next;
+        Ok(out)
+    }
+
+    /// Truncates to `length` blocks, moving to fork `fork + 1`.
+    pub fn truncate(&self, length: u64) -> Result<()> {
+        let fork = self.fork() + 1;
+        self.truncate_to_fork(length, fork)
+    }
+
+    /// Truncates to `length` blocks on the given fork id (which must grow).
+    pub fn truncate_to_fork(&self, length: u64, fork: u64) -> Result<()> {
+        let kp = self
+            .inner
+            .key_pair
+            .as_ref()
+            .ok_or_else(|| Error::NotWritable(format!("log {} has no secret key here", self.dk_hex())))?;
+        let _w = self.lock_writes();
+        let old = self.state().clone();
+        if length > old.length {
+            return Err(Error::OutOfBounds(format!(
+                "cannot truncate to {length}: the log has {} blocks",
+                old.length
+            )));
+        }
+        if fork <= old.fork {
+            return Err(Error::InvalidArgument(format!(
+                "the new fork {fork} must be greater than the current fork {}",
+                old.fork
+            )));
+        }
+        let id = self.inner.id;
+        let mut txn = self.storage().write()?;
+        let roots = TreeState::roots_at(&self.nodes(&txn), length)?;
+        let mut next = TreeState {
+            fork,
+            length,
+            byte_length: roots.iter().map(|r| r.size).sum(),
+            roots,
+            signature: Vec::new(),
+        };
+        let tree_hash = next.hash();
+        next.signature = self
+            .inner
+            .verifier
+            .read()
+            .unwrap_or_else(poisoned)
+            .verifier
+            .sign(kp, &tree_hash, length, fork)?;
+        self.storage()
+            .block_delete_range(&mut txn, id, length, old.length)?;
+        let head = 2 * length;
+        self.storage()
+            .node_delete_range(&mut txn, id, head, 2 * old.length)?;
+        if length > 0 {
+            // parents that span the cut
+            let mut ite = Iter::new(head - 2);
+            for _ in 0..64 {
+                if ite.contains(head) && ite.index < head {
+                    self.storage().node_delete(&mut txn, id, ite.index)?;
+                }
+                if ite.offset == 0 {
+                    break;
+                }
+                ite.parent();
+            }
+        }
+        self.storage()
+            .head_put(&mut txn, id, &head_record(&next, tree_hash))?;
+        txn.commit()?;
+        self.inner
+            .truncations
+            .write()
+            .unwrap_or_else(poisoned)
+            .push((fork, length));
+        *self.inner.state.write().unwrap_or_else(poisoned) = next;
+        Ok(())
+    }
+
+    /// Drops the stored bytes of blocks `start..end` (the tree stays, so they can be fetched and
+    /// verified again). Returns how many blocks were removed.
+    pub fn clear(&self, start: u64, end: u64) -> Result<u64> {
+        let _w = self.lock_writes();
+        let end = end.min(self.length());
+        if start >= end {
+            return Ok(0);
+        }
+        let mut txn = self.storage().write()?;
+        let n = self
+            .storage()
+            .block_delete_range(&mut txn, self.inner.id, start, end)?;
+        txn.commit()?;
+        Ok(n as u64)
+    }
+
+    // --- reading -------------------------------------------------------------------------------
+
+    /// True if block `index` is stored locally.
+    pub fn has(&self, index: u64) -> Result<bool> {
+        if index >= self.length() {
+            return Ok(false);
+        }
+        let txn = self.storage().read()?;
+        self.storage().block_has(&txn, self.inner.id, index)
+    }
+
+    /// Number of blocks in `start..end` stored locally.
+    pub fn has_count(&self, start: u64, end: u64) -> Result<u64> {
+        let end = end.min(self.length());
+        let txn = self.storage().read()?;
+        self.storage()
+            .block_count(&txn, self.inner.id, start, end)
+    }
+
+    /// Reads block `index`, checking its bytes against the tree.
+    pub fn get(&self, index: u64) -> Result<Vec<u8>> {
+        let length = self.length();
+        if index >= length {
+            return Err(Error::OutOfBounds(format!(
+                "block {index} of a log with {length} blocks"
+            )));
+        }
+        let txn = self.storage().read()?;
+        self.get_in(&txn, index)
+    }
+
+    fn get_in(&self, txn: &ReadTxn<'_>, index: u64) -> Result<Vec<u8>> {
+        let data = self
+            .storage()
+            .block_get(txn, self.inner.id, index)?
+            .ok_or(Error::NotAvailable(index))?;
+        let node = self
+            .storage()
+            .node_get(txn, self.inner.id, 2 * index)?
+            .ok_or_else(|| {
+                Error::Corrupt(format!(
+                    "log {}: block {index} is stored but its tree node is missing",
+                    self.dk_hex()
+                ))
+            })?;
+        if node.size != data.len() as u64 || node.hash != crypto::leaf_hash(data) {
+            return Err(Error::Corrupt(format!(
+                "log {}: the stored bytes of block {index} do not match its hash",
+                self.dk_hex()
+            )));
+        }
+        Ok(data.to_vec())
+    }
+
+    /// Maps a byte offset to `(block index, offset inside that block)` in O(log n).
+    pub fn seek(&self, bytes: u64) -> Result<(u64, u64)> {
+        let state = self.state().clone();
+        let txn = self.storage().read()?;
+        state.seek(&self.nodes(&txn), bytes)
+    }
+
+    /// Byte offset at which block `index` starts.
+    pub fn byte_offset(&self, index: u64) -> Result<u64> {
+        let state = self.state().clone();
+        if index > state.length {
+            return Err(Error::OutOfBounds(format!(
+                "block {index} of a log with {} blocks",
+                state.length
+            )));
+        }
+        let txn = self.storage().read()?;
+        state.byte_offset(&self.nodes(&txn), 2 * index)
+    }
+
+    /// A read view frozen at the current length.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            log: self.clone(),
+            tree: self.tree(),
+        }
+    }
+
+    // --- proofs --------------------------------------------------------------------------------
+
+    /// Builds the `data` message answering a remote request (block value included).
+    pub fn proof(&self, req: &ProofRequest) -> Result<Data> {
+        let state = self.state().clone();
+        if req.fork != state.fork {
+            return Err(Error::ForkMismatch {
+                local: state.fork,
+                remote: req.fork,
+            });
+        }
+        let txn = self.storage().read()?;
+        let mut data = proof::generate(&state, &self.nodes(&txn), req)?;
+        if let Some(b) = data.block.as_mut() {
+            b.value = self.get_in(&txn, b.index)?;
+        }
+        Ok(data)
+    }
+
+    /// How many ancestors of node `index` a request should ask for: those not stored locally, up to
+    /// a root of the current length.
+    pub fn missing_nodes(&self, index: u64) -> Result<u64> {
+        let head = 2 * self.length();
+        let mut ite = Iter::new(index);
+        if ite.peek_right_span() >= head {
+            return Ok(0);
+        }
+        let txn = self.storage().read()?;
+        let nodes = self.nodes(&txn);
+        let mut count = 0;
+        while !ite.contains(head) && nodes.node(ite.index)?.is_none() {
+            count += 1;
+            if count > 64 {
+                break;
+            }
+            ite.parent();
+        }
+        Ok(count)
+    }
+
+    /// Verifies a `data` message from a peer and stores what it proves. Nothing is stored unless
+    /// every hash chains to a trusted node or a correctly signed root set.
+    pub fn apply(&self, data: &Data) -> Result<Applied> {
+        let _w = self.lock_writes();
+        let state = self.state().clone();
+        if data.fork != state.fork {
+            return Err(Error::ForkMismatch {
+                local: state.fork,
+                remote: data.fork,
+            });
+        }
+        // A manifest in the proof may tell us how to check signatures.
+        let mut new_manifest = None;
+        let verifier = {
+            let v = self.inner.verifier.read().unwrap_or_else(poisoned);
+            match (&data.manifest, v.manifest_known) {
+                (Some(m), false) => {
+                    let ver = Verifier::new(self.inner.key, m.clone())?;
+                    new_manifest = Some(m.clone());
+                    ver
+                }
+                _ => v.verifier.clone(),
+            }
+        };
+        let prologue = verifier.manifest().prologue.clone();
+        let verified = proof::verify(&state, data, prologue.as_ref())?;
+        let txn = self.storage().read()?;
+        let reader = self.nodes(&txn);
+        if let Some(top) = verified.unverified {
+            match reader.node(top.index)? {
+                Some(n) if n.hash == top.hash => {}
+                Some(_) => {
+                    return Err(Error::InvalidProof(format!(
+                        "node {} does not match the stored tree",
+                        top.index
+                    )));
+                }
+                None => {
+                    return Err(Error::InvalidProof(format!(
+                        "node {} does not connect to anything verified locally",
+                        top.index
+                    )));
+                }
+            }
+        }
+        let mut upgraded_to = None;
+        let tree = verified.tree;
+        if verified.upgraded {
+            let th = tree.hash();
+            if !verifier.verify(&th, tree.length, tree.fork, &tree.signature) {
+                return Err(Error::InvalidSignature(format!(
+                    "the signature for length {} of log {} does not verify",
+                    tree.length,
+                    self.dk_hex()
+                )));
+            }
+            if tree.length > state.length {
+                upgraded_to = Some(tree.length);
+            } else {
+                for r in &tree.roots {
+                    match reader.node(r.index)? {
+                        Some(n) if n.hash == r.hash => {}
+                        _ => {
+                            return Err(Error::Conflict(format!(
+                                "a signed state of length {} does not match the local tree",
+                                tree.length
+                            )));
+                        }
+                    }
+                }
+            }
+        }
+        let new_length = upgraded_to.unwrap_or(state.length);
+        let block = match &data.block {
+            Some(b) if b.index < new_length => Some(b.index),
+            Some(b) => {
+                return Err(Error::InvalidProof(format!(
+                    "block {} is past the verified length {new_length}",
+                    b.index
+                )));
+            }
+            None => None,
+        };
+        drop(txn);
+
+        let id = self.inner.id;
+        let mut wtxn = self.storage().write()?;
+        for n in &verified.nodes {
+            if flat_tree::right_span(n.index) < 2 * new_length {
+                self.storage().node_put(&mut wtxn, id, n)?;
+            }
+        }
+        if let (Some(i), Some(b)) = (block, &data.block) {
+            self.storage().block_put(&mut wtxn, id, i, &b.value)?;
+        }
+        if let Some(m) = &new_manifest {
+            let mut rec = self
+                .storage()
+                .core_get(&wtxn, &self.inner.discovery_key)?
+                .ok_or_else(|| Error::NotFound(format!("log {}", self.dk_hex())))?;
+            rec.manifest = Some(m.clone());
+            self.storage()
+                .core_put(&mut wtxn, &self.inner.discovery_key, &rec)?;
+        }
+        if upgraded_to.is_some() {
+            self.storage()
+                .head_put(&mut wtxn, id, &head_record(&tree, tree.hash()))?;
+        }
+        wtxn.commit()?;
+        if let Some(m) = new_manifest {
+            *self.inner.verifier.write().unwrap_or_else(poisoned) = VerifierState {
+                verifier: Verifier::new(self.inner.key, m)?,
+                manifest_known: true,
+            };
+        }
+        if upgraded_to.is_some() {
+            *self.inner.state.write().unwrap_or_else(poisoned) = tree;
+        }
+        Ok(Applied { upgraded_to, block })
+    }
+}
+
+fn head_record(t: &TreeState, tree_hash: Hash) -> HeadRecord {
+    HeadRecord {
+        fork: t.fork,
+        length: t.length,
+        byte_length: t.byte_length,
+        tree_hash,
+        signature: t.signature.clone(),
+    }
+}
+
+/// A read-only view of a log frozen at one length. Reads fail with [`Error::SnapshotStale`] once
+/// a truncation has replaced blocks the snapshot covers.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    log: Log,
+    tree: TreeState,
+}
+
+impl Snapshot {
+    /// Length at the time of the snapshot.
+    pub fn length(&self) -> u64 {
+        self.tree.length
+    }
+
+    /// Byte length at the time of the snapshot.
+    pub fn byte_length(&self) -> u64 {
+        self.tree.byte_length
+    }
+
+    /// Fork at the time of the snapshot.
+    pub fn fork(&self) -> u64 {
+        self.tree.fork
+    }
+
+    /// The tree hash at the snapshot's length.
+    pub fn tree_hash(&self) -> Hash {
+        self.tree.hash()
+    }
+
+    fn valid_below(&self) -> u64 {
+        let t = self.log.inner.truncations.read().unwrap_or_else(poisoned);
+        t.iter()
+            .filter(|(fork, _)| *fork > self.tree.fork)
+            .map(|(_, len)| *len)
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+
+    /// Reads block `index` as of the snapshot.
+    pub fn get(&self, index: u64) -> Result<Vec<u8>> {
+        if index >= self.tree.length {
+            return Err(Error::OutOfBounds(format!(
+                "block {index} of a snapshot with {} blocks",
+                self.tree.length
+            )));
+        }
+        let valid = self.valid_below();
+        if index >= valid {
+            return Err(Error::SnapshotStale(valid));
+        }
+        self.log.get(index)
+    }
+
+    /// Maps a byte offset to `(block, offset)` as of the snapshot.
+    pub fn seek(&self, bytes: u64) -> Result<(u64, u64)> {
+        if self.valid_below() < self.tree.length {
+            return Err(Error::SnapshotStale(self.valid_below()));
+        }
+        let txn = self.log.storage().read()?;
+        self.tree.seek(&self.log.nodes(&txn), bytes)
+    }
+}
