@@ -7,6 +7,9 @@
 //
 // The generator (mulberry32, block sizes, block contents, batches, key seed) is
 // re-implemented on the Rust side; keep the two in lockstep.
+//
+// Proof requests that the reference refuses are recorded as
+// { request, error: message } instead of { request, data }.
 
 'use strict'
 
@@ -236,7 +239,10 @@ async function buildLog (params, tmpRoot) {
     }))
   }
 
-  // d. block + seek with a full upgrade (the reference refuses these, see report)
+  // d. block + seek with a full upgrade. The reference refuses every one of
+  // these ("Cannot both do a seek and block/hash request when upgrading",
+  // lib/merkle-tree.js generateProof: upgrade.start is 0, so the block is always
+  // inside the upgrade range); they are recorded as errors.
   for (let k = 0; k < 20; k++) {
     const i = prng() % L
     const bytes = prng() % byteLength
