@@ -1,33 +1,37 @@
 //! Hashes, namespaces and keys, byte for byte as `hypercore-crypto` computes them.
 
-use blake2::digest::consts::U32;
-use blake2::digest::{Digest, Mac};
-use blake2::{Blake2b, Blake2bMac};
+use blake2b_simd::{Params, State};
 use ed25519_dalek::{Signer as _, SigningKey, Verifier as _, VerifyingKey};
 
 use crate::tree::Node;
-
-type Blake2b256 = Blake2b<U32>;
 
 /// A 32-byte BLAKE2b-256 digest.
 pub type Hash = [u8; 32];
 
 /// BLAKE2b-256 over the concatenation of `parts`.
 pub fn hash(parts: &[&[u8]]) -> Hash {
-    let mut h = Blake2b256::new();
+    let mut h = state();
     for p in parts {
         h.update(p);
     }
-    h.finalize().into()
+    finish(&h)
+}
+
+fn state() -> State {
+    Params::new().hash_length(32).to_state()
+}
+
+fn finish(h: &State) -> Hash {
+    h.finalize().as_bytes().try_into().expect("32-byte digest")
 }
 
 /// Keyed BLAKE2b-256 (libsodium `crypto_generichash` with a key) over the concatenation of `parts`.
 pub fn keyed_hash(key: &[u8], parts: &[&[u8]]) -> Hash {
-    let mut h = <Blake2bMac<U32> as Mac>::new_from_slice(key).expect("BLAKE2b keys up to 64 bytes");
+    let mut h = Params::new().hash_length(32).key(key).to_state();
     for p in parts {
         h.update(p);
     }
-    h.finalize().into_bytes().into()
+    finish(&h)
 }
 
 /// Hash of a leaf (block): `BLAKE2b(0x00 || u64le(len) || data)`.
@@ -52,14 +56,14 @@ pub fn parent_hash(left: &Node, right: &Node) -> Hash {
 
 /// The tree hash of a set of roots (left to right).
 pub fn tree_hash(roots: &[Node]) -> Hash {
-    let mut h = Blake2b256::new();
-    h.update([2u8]);
+    let mut h = state();
+    h.update(&[2u8]);
     for r in roots {
-        h.update(r.hash);
-        h.update(r.index.to_le_bytes());
-        h.update(r.size.to_le_bytes());
+        h.update(&r.hash);
+        h.update(&r.index.to_le_bytes());
+        h.update(&r.size.to_le_bytes());
     }
-    h.finalize().into()
+    finish(&h)
 }
 
 /// `crypto.namespace(name, count)`: `NS[i] = BLAKE2b(BLAKE2b(name) || i)`.

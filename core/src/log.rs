@@ -321,6 +321,8 @@ impl Log {
             self.storage()
                 .block_put(&mut txn, id, old.length + i as u64, b.as_ref())?;
         }
+        // sorted keys keep LMDB's B-tree inserts on the rightmost pages
+        nodes.sort_unstable_by_key(|n| n.index);
         for n in &nodes {
             self.storage().node_put(&mut txn, id, n)?;
         }

@@ -826,3 +826,35 @@ pub fn verify(
         unverified,
     })
 }
+
+/// Verifies a proof that carries an upgrade from length 0 against nothing but the log's
+/// [`Verifier`]: every hash and the signature. Stateless; nothing is stored.
+pub fn verify_fully_remote(
+    verifier: &crate::manifest::Verifier,
+    data: &Data,
+) -> Result<VerifiedProof> {
+    let empty = TreeState {
+        fork: data.fork,
+        ..TreeState::default()
+    };
+    let prologue = verifier.manifest().prologue.clone();
+    let v = verify(&empty, data, prologue.as_ref())?;
+    if !v.upgraded {
+        return Err(Error::InvalidProof(
+            "a stateless check needs a proof with an upgrade from length 0".into(),
+        ));
+    }
+    if v.unverified.is_some() {
+        return Err(Error::InvalidProof(
+            "the block does not connect to the upgrade".into(),
+        ));
+    }
+    let t = &v.tree;
+    if !verifier.verify(&t.hash(), t.length, t.fork, &t.signature) {
+        return Err(Error::InvalidSignature(format!(
+            "the signature for length {} does not verify",
+            t.length
+        )));
+    }
+    Ok(v)
+}
