@@ -21,9 +21,19 @@ impl Mulberry {
 }
 
 fn store(dir: &std::path::Path, durability: Durability) -> (Store, Log) {
-    let s = Store::open_with(dir, StoreOptions { durability, ..Default::default() }).unwrap();
+    let s = Store::open_with(
+        dir,
+        StoreOptions {
+            durability,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let log = s
-        .create_log(LogOptions { compat: false, key_pair: Some(KeyPair::from_seed(&[1; 32])) })
+        .create_log(LogOptions {
+            compat: false,
+            key_pair: Some(KeyPair::from_seed(&[1; 32])),
+        })
         .unwrap();
     (s, log)
 }
@@ -45,10 +55,10 @@ fn report(name: &str, ops: usize, secs: &mut [f64]) {
 
 /// Runs `f` three times on fresh state made by `setup`; times only `f`.
 fn bench<S>(name: &str, ops: usize, mut setup: impl FnMut() -> S, mut f: impl FnMut(&mut S)) {
-    if let Ok(only) = std::env::var("BENCH_ONLY") {
-        if !only.split(',').any(|o| o == name) {
-            return;
-        }
+    if let Ok(only) = std::env::var("BENCH_ONLY")
+        && !only.split(',').any(|o| o == name)
+    {
+        return;
     }
     let mut secs = Vec::new();
     for _ in 0..3 {
@@ -69,39 +79,56 @@ fn main() {
 
     for (suffix, durability) in [("", Durability::Full), ("_nosync", Durability::NoSync)] {
         let n = scale(5000);
-        bench(&format!("append_1k_single{suffix}"), n, || {
-            let d = tempfile::tempdir().unwrap();
-            let (s, l) = store(d.path(), durability);
-            (d, s, l)
-        }, |(_, _, log)| {
-            for i in 0..n {
-                let mut b = kib.clone();
-                b[0] = i as u8;
-                log.append(&b).unwrap();
-            }
-        });
+        bench(
+            &format!("append_1k_single{suffix}"),
+            n,
+            || {
+                let d = tempfile::tempdir().unwrap();
+                let (s, l) = store(d.path(), durability);
+                (d, s, l)
+            },
+            |(_, _, log)| {
+                for i in 0..n {
+                    let mut b = kib.clone();
+                    b[0] = i as u8;
+                    log.append(&b).unwrap();
+                }
+            },
+        );
     }
     let n = scale(100_000);
-    bench("append_1k_batch1000", n, || {
-        let d = tempfile::tempdir().unwrap();
-        let (s, l) = store(d.path(), Durability::Full);
-        (d, s, l)
-    }, |(_, _, log)| {
-        for b in 0..n / 1000 {
-            let batch: Vec<Vec<u8>> = (0..1000).map(|i| block(b * 1000 + i, 1024)).collect();
-            log.append_batch(&batch).unwrap();
-        }
-    });
-    let n = scale(2000);
-    bench("append_64k", n, || {
-        let d = tempfile::tempdir().unwrap();
-        let (s, l) = store(d.path(), Durability::Full);
-        (d, s, l)
-    }, |(_, _, log)| {
-        for i in 0..n {
-            log.append(&block(i, 65536)).unwrap();
-        }
-    });
+    bench(
+        "append_1k_batch1000",
+        n,
+        || {
+            let d = tempfile::tempdir().unwrap();
+            let (s, l) = store(d.path(), Durability::Full);
+            (d, s, l)
+        },
+        |(_, _, log)| {
+            for b in 0..n / 1000 {
+                let batch: Vec<Vec<u8>> = (0..1000).map(|i| block(b * 1000 + i, 1024)).collect();
+                log.append_batch(&batch).unwrap();
+            }
+        },
+    );
+    for (suffix, durability) in [("", Durability::Full), ("_nosync", Durability::NoSync)] {
+        let n = scale(2000);
+        bench(
+            &format!("append_64k{suffix}"),
+            n,
+            || {
+                let d = tempfile::tempdir().unwrap();
+                let (s, l) = store(d.path(), durability);
+                (d, s, l)
+            },
+            |(_, _, log)| {
+                for i in 0..n {
+                    log.append(&block(i, 65536)).unwrap();
+                }
+            },
+        );
+    }
 
     // A log of 100,000 x 1 KiB for the read workloads (built untimed, once).
     let d = tempfile::tempdir().unwrap();
@@ -113,40 +140,70 @@ fn main() {
     }
     let len = log.length();
     let n = scale(100_000);
-    bench("get_seq", n, || (), |_| {
-        for i in 0..n as u64 {
-            std::hint::black_box(log.get(i % len).unwrap());
-        }
-    });
-    bench("get_random", n, || Mulberry(42), |rng| {
-        for _ in 0..n {
-            std::hint::black_box(log.get(rng.next() as u64 % len).unwrap());
-        }
-    });
+    bench(
+        "get_seq",
+        n,
+        || (),
+        |_| {
+            for i in 0..n as u64 {
+                std::hint::black_box(log.get(i % len).unwrap());
+            }
+        },
+    );
+    bench(
+        "get_random",
+        n,
+        || Mulberry(42),
+        |rng| {
+            for _ in 0..n {
+                std::hint::black_box(log.get(rng.next() as u64 % len).unwrap());
+            }
+        },
+    );
     let bl = log.byte_length();
-    bench("seek", n, || Mulberry(43), |rng| {
-        for _ in 0..n {
-            std::hint::black_box(log.seek(rng.next() as u64 % bl).unwrap());
-        }
-    });
+    bench(
+        "seek",
+        n,
+        || Mulberry(43),
+        |rng| {
+            for _ in 0..n {
+                std::hint::black_box(log.seek(rng.next() as u64 % bl).unwrap());
+            }
+        },
+    );
     let req = |i: u64| ProofRequest {
         fork: 0,
         block: Some(RequestBlock { index: i, nodes: 0 }),
-        upgrade: Some(RequestUpgrade { start: 0, length: len }),
+        upgrade: Some(RequestUpgrade {
+            start: 0,
+            length: len,
+        }),
         ..Default::default()
     };
     let n = scale(10_000);
-    bench("proof_gen", n, || Mulberry(44), |rng| {
-        for _ in 0..n {
-            std::hint::black_box(log.proof(&req(rng.next() as u64 % len)).unwrap());
-        }
-    });
+    bench(
+        "proof_gen",
+        n,
+        || Mulberry(44),
+        |rng| {
+            for _ in 0..n {
+                std::hint::black_box(log.proof(&req(rng.next() as u64 % len)).unwrap());
+            }
+        },
+    );
     let mut rng = Mulberry(44);
-    let proofs: Vec<_> = (0..n).map(|_| log.proof(&req(rng.next() as u64 % len)).unwrap()).collect();
+    let proofs: Vec<_> = (0..n)
+        .map(|_| log.proof(&req(rng.next() as u64 % len)).unwrap())
+        .collect();
     let verifier = dat_core::Verifier::new(log.key(), log.manifest().unwrap()).unwrap();
-    bench("proof_verify", n, || (), |_| {
-        for p in &proofs {
-            std::hint::black_box(proof::verify_fully_remote(&verifier, p).unwrap());
-        }
-    });
+    bench(
+        "proof_verify",
+        n,
+        || (),
+        |_| {
+            for p in &proofs {
+                std::hint::black_box(proof::verify_fully_remote(&verifier, p).unwrap());
+            }
+        },
+    );
 }

@@ -46,12 +46,7 @@ pub fn parent_hash(left: &Node, right: &Node) -> Hash {
     } else {
         (right, left)
     };
-    hash(&[
-        &[1u8],
-        &(l.size + r.size).to_le_bytes(),
-        &l.hash,
-        &r.hash,
-    ])
+    hash(&[&[1u8], &(l.size + r.size).to_le_bytes(), &l.hash, &r.hash])
 }
 
 /// The tree hash of a set of roots (left to right).

@@ -57,7 +57,9 @@ pub enum Error {
     #[error("not writable: {0}")]
     NotWritable(String),
     /// A snapshot's blocks were replaced by a truncation.
-    #[error("snapshot is stale: the log was truncated below block {0} after the snapshot was taken")]
+    #[error(
+        "snapshot is stale: the log was truncated below block {0} after the snapshot was taken"
+    )]
     SnapshotStale(u64),
     /// The proof is for another fork of the log.
     #[error("fork mismatch: the proof is for fork {remote}, this log is at fork {local}")]

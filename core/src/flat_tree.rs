@@ -245,7 +245,7 @@ mod tests {
                 assert_eq!(it.sibling(), sibling(i));
             }
             let mut it = Iter::new(i);
-            assert_eq!(it.contains(i), true);
+            assert!(it.contains(i));
             assert_eq!(it.peek_right_span(), right_span(i));
             if let Some(l) = left_child(i) {
                 assert_eq!(it.left_child(), l);

@@ -292,11 +292,9 @@ impl Log {
 
     /// Appends blocks atomically under one signature. Returns `(length, byte_length)` after.
     pub fn append_batch<B: AsRef<[u8]>>(&self, blocks: &[B]) -> Result<(u64, u64)> {
-        let kp = self
-            .inner
-            .key_pair
-            .as_ref()
-            .ok_or_else(|| Error::NotWritable(format!("log {} has no secret key here", self.dk_hex())))?;
+        let kp = self.inner.key_pair.as_ref().ok_or_else(|| {
+            Error::NotWritable(format!("log {} has no secret key here", self.dk_hex()))
+        })?;
         let _w = self.lock_writes();
         let old = self.state().clone();
         if blocks.is_empty() {
@@ -342,11 +340,9 @@ impl Log {
 
     /// Truncates to `length` blocks on the given fork id (which must grow).
     pub fn truncate_to_fork(&self, length: u64, fork: u64) -> Result<()> {
-        let kp = self
-            .inner
-            .key_pair
-            .as_ref()
-            .ok_or_else(|| Error::NotWritable(format!("log {} has no secret key here", self.dk_hex())))?;
+        let kp = self.inner.key_pair.as_ref().ok_or_else(|| {
+            Error::NotWritable(format!("log {} has no secret key here", self.dk_hex()))
+        })?;
         let _w = self.lock_writes();
         let old = self.state().clone();
         if length > old.length {
@@ -440,8 +436,7 @@ impl Log {
     pub fn has_count(&self, start: u64, end: u64) -> Result<u64> {
         let end = end.min(self.length());
         let txn = self.storage().read()?;
-        self.storage()
-            .block_count(&txn, self.inner.id, start, end)
+        self.storage().block_count(&txn, self.inner.id, start, end)
     }
 
     /// Reads block `index`, checking its bytes against the tree.

@@ -92,7 +92,10 @@ impl Manifest {
         if self.user_data.is_some() {
             flags |= 8;
         }
-        e.uint(self.version).uint(flags).uint(self.hash).uint(self.quorum);
+        e.uint(self.version)
+            .uint(flags)
+            .uint(self.hash)
+            .uint(self.quorum);
         e.uint(self.signers.len() as u64);
         for s in &self.signers {
             e.uint(s.signature).raw(&s.namespace).raw(&s.public_key);
@@ -348,10 +351,10 @@ impl Verifier {
         if self.compat {
             return crypto::verify(&self.manifest.signers[0].public_key, &msg, signature);
         }
-        if let Some(p) = &self.manifest.prologue {
-            if length <= p.length {
-                return length == p.length && *tree_hash == p.hash;
-            }
+        if let Some(p) = &self.manifest.prologue
+            && length <= p.length
+        {
+            return length == p.length && *tree_hash == p.hash;
         }
         let Ok(multi) = MultiSignature::decode(signature) else {
             return false;

@@ -135,7 +135,11 @@ fn decode_nodes(d: &mut Decoder<'_>) -> std::result::Result<Vec<Node>, DecodeErr
 impl Data {
     /// The compact encoding (the payload of a `data` channel message).
     pub fn encode(&self) -> Vec<u8> {
-        let cap = 64 + self.block.as_ref().map_or(0, |b| b.value.len() + 48 * b.nodes.len());
+        let cap = 64
+            + self
+                .block
+                .as_ref()
+                .map_or(0, |b| b.value.len() + 48 * b.nodes.len());
         let mut e = Encoder::with_capacity(cap);
         let flags = u64::from(self.block.is_some())
             | u64::from(self.hash.is_some()) << 1
@@ -315,7 +319,14 @@ pub fn generate(tree: &TreeState, reader: &impl NodeReader, req: &ProofRequest) 
                 Some(s) => seek_untrusted_tree(tree, reader, sub_tree, s.bytes)?,
                 None => head,
             };
-            block_and_seek_proof(reader, node.as_ref(), seek.is_some(), seek_root, sub_tree, &mut p)?;
+            block_and_seek_proof(
+                reader,
+                node.as_ref(),
+                seek.is_some(),
+                seek_root,
+                sub_tree,
+                &mut p,
+            )?;
         }
         (n, Some(_)) if n.is_some() || seek.is_some() => {
             sub_tree = match (seek, n) {
@@ -328,21 +339,35 @@ pub fn generate(tree: &TreeState, reader: &impl NodeReader, req: &ProofRequest) 
     }
 
     if req.upgrade.is_some() {
-        upgrade_proof(reader, node.as_ref(), seek.is_some(), from, to, sub_tree, &mut p)?;
+        upgrade_proof(
+            reader,
+            node.as_ref(),
+            seek.is_some(),
+            from,
+            to,
+            sub_tree,
+            &mut p,
+        )?;
         if head > to {
             additional_upgrade_proof(reader, to, head, &mut p)?;
         }
     }
 
     if let Some(b) = req.block {
-        let nodes = p.node.take().ok_or_else(|| invalid("Invalid block request"))?;
+        let nodes = p
+            .node
+            .take()
+            .ok_or_else(|| invalid("Invalid block request"))?;
         out.block = Some(DataBlock {
             index: b.index,
             value: Vec::new(),
             nodes,
         });
     } else if let Some(h) = req.hash {
-        let nodes = p.node.take().ok_or_else(|| invalid("Invalid block request"))?;
+        let nodes = p
+            .node
+            .take()
+            .ok_or_else(|| invalid("Invalid block request"))?;
         out.hash = Some(DataHash {
             index: h.index,
             nodes,
@@ -630,11 +655,11 @@ impl<'a> NodeQueue<'a> {
     }
 
     fn shift(&mut self, index: u64) -> Result<Node> {
-        if let Some(e) = self.extra {
-            if e.index == index {
-                self.extra = None;
-                return Ok(e);
-            }
+        if let Some(e) = self.extra
+            && e.index == index
+        {
+            self.extra = None;
+            return Ok(e);
         }
         let Some(node) = self.nodes.get(self.i) else {
             return Err(Error::InvalidProof(format!(
@@ -652,12 +677,7 @@ impl<'a> NodeQueue<'a> {
     }
 }
 
-fn chain(
-    start: Node,
-    mut ite: Iter,
-    q: &mut NodeQueue<'_>,
-    nodes: &mut Vec<Node>,
-) -> Result<Node> {
+fn chain(start: Node, mut ite: Iter, q: &mut NodeQueue<'_>, nodes: &mut Vec<Node>) -> Result<Node> {
     let mut root = start;
     nodes.push(root);
     while q.len() > 0 {
@@ -669,9 +689,12 @@ fn chain(
     Ok(root)
 }
 
+/// A block or node to prove: flat index, value (blocks only), sibling path.
+type Untrusted<'a> = (u64, Option<&'a [u8]>, &'a [Node]);
+
 /// Rebuilds the block/hash/seek part of a proof up to its top node.
 fn verify_tree(data: &Data, nodes: &mut Vec<Node>) -> Result<Option<Node>> {
-    let untrusted: Option<(u64, Option<&[u8]>, &[Node])> = if let Some(b) = &data.block {
+    let untrusted: Option<Untrusted<'_>> = if let Some(b) = &data.block {
         let index = b
             .index
             .checked_mul(2)
@@ -697,7 +720,9 @@ fn verify_tree(data: &Data, nodes: &mut Vec<Node>) -> Result<Option<Node>> {
         return Ok(root);
     };
     if proof_nodes.len() > 64 {
-        return Err(Error::InvalidProof("a proof path longer than 64 nodes".into()));
+        return Err(Error::InvalidProof(
+            "a proof path longer than 64 nodes".into(),
+        ));
     }
     let ite = Iter::new(index);
     let mut q = NodeQueue::new(proof_nodes, root);
@@ -716,12 +741,13 @@ fn verify_upgrade(
     nodes: &mut Vec<Node>,
     prologue: Option<&crate::manifest::Prologue>,
 ) -> Result<bool> {
-    if let Some(p) = prologue {
-        if up.start < p.length && (up.start != 0 || up.length < p.length) {
-            return Err(Error::InvalidProof(
-                "upgrade does not satisfy the prologue".into(),
-            ));
-        }
+    if let Some(p) = prologue
+        && up.start < p.length
+        && (up.start != 0 || up.length < p.length)
+    {
+        return Err(Error::InvalidProof(
+            "upgrade does not satisfy the prologue".into(),
+        ));
     }
     let to = up
         .start
@@ -767,10 +793,11 @@ fn verify_upgrade(
         tree.append_root(next, &mut ite, nodes);
         ite.next_tree();
     }
-    if let Some(p) = prologue {
-        if tree.length == p.length && tree.hash() != p.hash {
-            return Err(Error::InvalidProof("prologue hash mismatch".into()));
-        }
+    if let Some(p) = prologue
+        && tree.length == p.length
+        && tree.hash() != p.hash
+    {
+        return Err(Error::InvalidProof("prologue hash mismatch".into()));
     }
     let extra = &up.additional_nodes;
     let last = tree
@@ -790,7 +817,10 @@ fn verify_upgrade(
         while node.index != ite.index {
             n += 1;
             if ite.factor == 2 || n > MAX_WALK {
-                return Err(Error::InvalidProof(format!("unexpected node {}", node.index)));
+                return Err(Error::InvalidProof(format!(
+                    "unexpected node {}",
+                    node.index
+                )));
             }
             ite.left_child();
         }

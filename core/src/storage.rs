@@ -17,7 +17,12 @@ pub(crate) const STORE_VERSION: u32 = 1;
 
 /// Table names carry their layout version so that a future layout can live beside this one.
 const TABLES: [&str; 6] = [
-    "meta-v1", "cores-v1", "names-v1", "heads-v1", "nodes-v1", "blocks-v1",
+    "meta-v1",
+    "cores-v1",
+    "names-v1",
+    "heads-v1",
+    "nodes-v1",
+    "blocks-v1",
 ];
 
 type Table = Database<'static, Bytes, Bytes>;
@@ -172,8 +177,9 @@ impl Storage {
                 for name in TABLES {
                     out.push(opener.create_database::<Bytes, Bytes>(wtxn, Some(name))?);
                 }
-                let arr: [Database<'_, Bytes, Bytes>; 6] =
-                    out.try_into().unwrap_or_else(|_| unreachable!("six tables"));
+                let arr: [Database<'_, Bytes, Bytes>; 6] = out
+                    .try_into()
+                    .unwrap_or_else(|_| unreachable!("six tables"));
                 Ok::<_, Error>(CommitOrAbort::<_, ()>::Commit(arr))
             })?
             .unwrap_commit();
@@ -237,10 +243,9 @@ impl Storage {
     pub(crate) fn name_get(&self, txn: &RoTxn, ns: &Hash, name: &str) -> Result<Option<Hash>> {
         let key = [&ns[..], name.as_bytes()].concat();
         match self.names.get(txn, &key)? {
-            Some(b) => Ok(Some(
-                b.try_into()
-                    .map_err(|_| corrupt(format!("name record {name:?} is not 32 bytes")))?,
-            )),
+            Some(b) => Ok(Some(b.try_into().map_err(|_| {
+                corrupt(format!("name record {name:?} is not 32 bytes"))
+            })?)),
             None => Ok(None),
         }
     }
@@ -281,7 +286,13 @@ impl Storage {
         Ok(())
     }
 
-    pub(crate) fn node_delete_range(&self, txn: &mut RwTxn, id: u64, from: u64, to: u64) -> Result<()> {
+    pub(crate) fn node_delete_range(
+        &self,
+        txn: &mut RwTxn,
+        id: u64,
+        from: u64,
+        to: u64,
+    ) -> Result<()> {
         if from < to {
             let range = pos_key(id, from)[..].to_vec()..pos_key(id, to)[..].to_vec();
             let r: (std::ops::Bound<&[u8]>, std::ops::Bound<&[u8]>) = (
@@ -293,7 +304,12 @@ impl Storage {
         Ok(())
     }
 
-    pub(crate) fn block_get<'t>(&self, txn: &'t RoTxn, id: u64, index: u64) -> Result<Option<&'t [u8]>> {
+    pub(crate) fn block_get<'t>(
+        &self,
+        txn: &'t RoTxn,
+        id: u64,
+        index: u64,
+    ) -> Result<Option<&'t [u8]>> {
         Ok(self.blocks.get(txn, &pos_key(id, index))?)
     }
 
@@ -305,11 +321,23 @@ impl Storage {
             .is_some())
     }
 
-    pub(crate) fn block_put(&self, txn: &mut RwTxn, id: u64, index: u64, data: &[u8]) -> Result<()> {
+    pub(crate) fn block_put(
+        &self,
+        txn: &mut RwTxn,
+        id: u64,
+        index: u64,
+        data: &[u8],
+    ) -> Result<()> {
         Ok(self.blocks.put(txn, &pos_key(id, index), data)?)
     }
 
-    pub(crate) fn block_delete_range(&self, txn: &mut RwTxn, id: u64, from: u64, to: u64) -> Result<usize> {
+    pub(crate) fn block_delete_range(
+        &self,
+        txn: &mut RwTxn,
+        id: u64,
+        from: u64,
+        to: u64,
+    ) -> Result<usize> {
         if from >= to {
             return Ok(0);
         }

@@ -114,20 +114,23 @@ impl Store {
         }
         let primary_key = match storage.meta_get(&txn, "primary-key")? {
             Some(k) => {
-                let k: [u8; 32] = k.as_slice().try_into().map_err(|_| {
-                    Error::Corrupt("the primary key record is not 32 bytes".into())
-                })?;
-                if let Some(want) = opts.primary_key {
-                    if want != k {
-                        return Err(Error::InvalidArgument(
-                            "the store already has a different primary key".into(),
-                        ));
-                    }
+                let k: [u8; 32] = k
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| Error::Corrupt("the primary key record is not 32 bytes".into()))?;
+                if let Some(want) = opts.primary_key
+                    && want != k
+                {
+                    return Err(Error::InvalidArgument(
+                        "the store already has a different primary key".into(),
+                    ));
                 }
                 k
             }
             None => {
-                let k = opts.primary_key.unwrap_or_else(|| KeyPair::generate().seed());
+                let k = opts
+                    .primary_key
+                    .unwrap_or_else(|| KeyPair::generate().seed());
                 storage.meta_put(&mut txn, "primary-key", &k)?;
                 k
             }
@@ -258,11 +261,10 @@ impl Store {
         let Some(rec) = self.inner.storage.core_get(&txn, dk)? else {
             return Ok(None);
         };
-        let log = Log::load(self.inner.clone(), *dk, rec, &txn)
-            .map_err(|e| match e {
-                Error::Corrupt(m) => Error::Corrupt(format!("log {}: {m}", hex(dk))),
-                e => e,
-            })?;
+        let log = Log::load(self.inner.clone(), *dk, rec, &txn).map_err(|e| match e {
+            Error::Corrupt(m) => Error::Corrupt(format!("log {}: {m}", hex(dk))),
+            e => e,
+        })?;
         open.retain(|_, w| w.strong_count() > 0);
         open.insert(*dk, log.downgrade());
         Ok(Some(log))
@@ -282,9 +284,11 @@ impl Store {
 
     fn next_id(&self, txn: &mut dat_lmdb::heed::RwTxn) -> Result<u64> {
         let id = match self.inner.storage.meta_get(txn, "next-id")? {
-            Some(b) => u64::from_le_bytes(b.as_slice().try_into().map_err(|_| {
-                Error::Corrupt("the next-id record is not 8 bytes".into())
-            })?),
+            Some(b) => u64::from_le_bytes(
+                b.as_slice()
+                    .try_into()
+                    .map_err(|_| Error::Corrupt("the next-id record is not 8 bytes".into()))?,
+            ),
             None => 1,
         };
         self.inner

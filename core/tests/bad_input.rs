@@ -7,9 +7,14 @@ use dat_core::{Error, KeyPair, Log, LogOptions, Manifest, Store};
 fn writer(dir: &std::path::Path, seed: u8, blocks: usize) -> (Store, Log) {
     let store = Store::open(dir).unwrap();
     let log = store
-        .create_log(LogOptions { compat: false, key_pair: Some(KeyPair::from_seed(&[seed; 32])) })
+        .create_log(LogOptions {
+            compat: false,
+            key_pair: Some(KeyPair::from_seed(&[seed; 32])),
+        })
         .unwrap();
-    let data: Vec<Vec<u8>> = (0..blocks).map(|i| format!("block number {i:04} ").repeat(20).into_bytes()).collect();
+    let data: Vec<Vec<u8>> = (0..blocks)
+        .map(|i| format!("block number {i:04} ").repeat(20).into_bytes())
+        .collect();
     log.append_batch(&data).unwrap();
     (store, log)
 }
@@ -26,7 +31,10 @@ fn full_proof(log: &Log, index: u64) -> Data {
     log.proof(&ProofRequest {
         fork: 0,
         block: Some(RequestBlock { index, nodes: 0 }),
-        upgrade: Some(RequestUpgrade { start: 0, length: log.length() }),
+        upgrade: Some(RequestUpgrade {
+            start: 0,
+            length: log.length(),
+        }),
         ..Default::default()
     })
     .unwrap()
@@ -63,7 +71,10 @@ fn tampered_block_bytes_are_reported_by_name() {
     let err = log.get(7).unwrap_err();
     assert!(matches!(err, Error::Corrupt(_)), "{err:?}");
     let msg = err.to_string();
-    assert!(msg.contains("block 7") && msg.contains("do not match its hash"), "{msg}");
+    assert!(
+        msg.contains("block 7") && msg.contains("do not match its hash"),
+        "{msg}"
+    );
     // the other blocks are intact
     assert!(log.get(6).is_ok() && log.get(8).is_ok());
 }
@@ -99,7 +110,9 @@ fn tampered_signature_is_detected_on_open() {
 #[test]
 fn a_file_that_is_not_a_store_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let garbage: Vec<u8> = (0..65536u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let garbage: Vec<u8> = (0..65536u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     std::fs::write(dir.path().join("data.mdb"), garbage).unwrap();
     let err = Store::open(dir.path()).unwrap_err();
     assert!(matches!(err, Error::Storage(_)), "{err:?}");
@@ -129,7 +142,10 @@ fn invalid_proofs_are_rejected_and_change_nothing() {
     // a tampered sibling hash
     let mut bad = good.clone();
     bad.block.as_mut().unwrap().nodes[0].hash[4] ^= 1;
-    assert!(matches!(reader.apply(&bad).unwrap_err(), Error::InvalidSignature(_)));
+    assert!(matches!(
+        reader.apply(&bad).unwrap_err(),
+        Error::InvalidSignature(_)
+    ));
     check_untouched(&reader);
 
     // a wrong node index in the path
@@ -157,12 +173,21 @@ fn invalid_proofs_are_rejected_and_change_nothing() {
     // a proof for another fork
     let mut bad = good.clone();
     bad.fork = 3;
-    assert!(matches!(reader.apply(&bad).unwrap_err(), Error::ForkMismatch { local: 0, remote: 3 }));
+    assert!(matches!(
+        reader.apply(&bad).unwrap_err(),
+        Error::ForkMismatch {
+            local: 0,
+            remote: 3
+        }
+    ));
 
     // missing nodes
     let mut bad = good.clone();
     bad.upgrade.as_mut().unwrap().nodes.pop();
-    assert!(matches!(reader.apply(&bad).unwrap_err(), Error::InvalidProof(_)));
+    assert!(matches!(
+        reader.apply(&bad).unwrap_err(),
+        Error::InvalidProof(_)
+    ));
     check_untouched(&reader);
 
     // the good one applies
@@ -172,7 +197,11 @@ fn invalid_proofs_are_rejected_and_change_nothing() {
 
     // after the upgrade, a block proof that does not connect to the verified tree is rejected
     let mut bad = log
-        .proof(&ProofRequest { fork: 0, block: Some(RequestBlock { index: 2, nodes: 1 }), ..Default::default() })
+        .proof(&ProofRequest {
+            fork: 0,
+            block: Some(RequestBlock { index: 2, nodes: 1 }),
+            ..Default::default()
+        })
         .unwrap();
     bad.block.as_mut().unwrap().value.push(0);
     let err = reader.apply(&bad).unwrap_err();
@@ -205,10 +234,15 @@ fn a_manifest_that_does_not_match_the_key_is_rejected() {
     let reader = store.open_log(&log.key(), None).unwrap();
     let mut data = full_proof(&log, 0);
     data.manifest = Some(other);
-    assert!(matches!(reader.apply(&data).unwrap_err(), Error::InvalidManifest(_)));
+    assert!(matches!(
+        reader.apply(&data).unwrap_err(),
+        Error::InvalidManifest(_)
+    ));
     assert_eq!(reader.manifest(), None);
     // the right manifest inside the proof is learned and used
-    data.manifest = Some(Manifest::default_signer(log.key_pair().unwrap().public_key()));
+    data.manifest = Some(Manifest::default_signer(
+        log.key_pair().unwrap().public_key(),
+    ));
     reader.apply(&data).unwrap();
     assert!(reader.manifest().is_some());
     assert_eq!(reader.length(), 3);
@@ -234,20 +268,47 @@ fn garbage_data_messages_do_not_decode() {
 fn misuse_gives_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let (store, log) = writer(dir.path(), 9, 3);
-    assert_eq!(log.get(3).unwrap_err().to_string(), "out of bounds: block 3 of a log with 3 blocks");
-    assert!(matches!(log.truncate(4).unwrap_err(), Error::OutOfBounds(_)));
-    assert!(matches!(log.seek(1 << 40).unwrap_err(), Error::OutOfBounds(_)));
+    assert_eq!(
+        log.get(3).unwrap_err().to_string(),
+        "out of bounds: block 3 of a log with 3 blocks"
+    );
+    assert!(matches!(
+        log.truncate(4).unwrap_err(),
+        Error::OutOfBounds(_)
+    ));
+    assert!(matches!(
+        log.seek(1 << 40).unwrap_err(),
+        Error::OutOfBounds(_)
+    ));
     let remote = store.open_log(&[7; 32], None).unwrap();
     let err = remote.append(b"x").unwrap_err();
     assert!(err.to_string().starts_with("not writable"), "{err}");
     let err = log
-        .proof(&ProofRequest { fork: 0, upgrade: Some(RequestUpgrade { start: 2, length: 5 }), ..Default::default() })
+        .proof(&ProofRequest {
+            fork: 0,
+            upgrade: Some(RequestUpgrade {
+                start: 2,
+                length: 5,
+            }),
+            ..Default::default()
+        })
         .unwrap_err();
     assert_eq!(err.to_string(), "invalid request: Invalid upgrade");
     log.clear(1, 2).unwrap();
-    assert_eq!(log.get(1).unwrap_err().to_string(), "block 1 is not available locally");
+    assert_eq!(
+        log.get(1).unwrap_err().to_string(),
+        "block 1 is not available locally"
+    );
     let err = log
-        .proof(&ProofRequest { fork: 0, block: Some(RequestBlock { index: 1, nodes: 0 }), upgrade: Some(RequestUpgrade { start: 0, length: 3 }), ..Default::default() })
+        .proof(&ProofRequest {
+            fork: 0,
+            block: Some(RequestBlock { index: 1, nodes: 0 }),
+            upgrade: Some(RequestUpgrade {
+                start: 0,
+                length: 3,
+            }),
+            ..Default::default()
+        })
         .unwrap_err();
     assert!(matches!(err, Error::NotAvailable(1)));
 }

@@ -47,7 +47,14 @@ fn crash_child_writer() {
     } else {
         Durability::Full
     };
-    let store = Store::open_with(&dir, StoreOptions { durability, ..Default::default() }).unwrap();
+    let store = Store::open_with(
+        &dir,
+        StoreOptions {
+            durability,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let log = store.named_log("crash").unwrap();
     let mut out = std::io::stdout().lock();
     loop {
@@ -78,10 +85,16 @@ fn crash_safety_under_sigkill() {
     let mut acked = 0u64;
     for trial in 0..trials {
         let mut cmd = Command::new(&exe);
-        cmd.args(["--ignored", "--exact", "crash_child_writer", "--nocapture", "--test-threads=1"])
-            .env(DIR_ENV, dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+        cmd.args([
+            "--ignored",
+            "--exact",
+            "crash_child_writer",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(DIR_ENV, dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
         if trial % 5 == 4 {
             cmd.env(SYNC_ENV, "1");
         }
@@ -107,10 +120,14 @@ fn crash_safety_under_sigkill() {
             }
         }
 
-        let store = Store::open(dir.path()).unwrap_or_else(|e| panic!("trial {trial}: reopen failed: {e}"));
+        let store =
+            Store::open(dir.path()).unwrap_or_else(|e| panic!("trial {trial}: reopen failed: {e}"));
         let log = store.named_log("crash").unwrap();
         let len = log.length();
-        assert!(len >= acked, "trial {trial}: acknowledged length {acked} but reopened at {len}");
+        assert!(
+            len >= acked,
+            "trial {trial}: acknowledged length {acked} but reopened at {len}"
+        );
         assert!(
             batch_boundaries(len).contains(&len),
             "trial {trial}: length {len} is not on a batch boundary (a partial batch survived)"
@@ -124,5 +141,8 @@ fn crash_safety_under_sigkill() {
         }
         assert_eq!(log.byte_length(), expected);
     }
-    assert!(acked > trials as u64, "the writer made progress ({acked} blocks)");
+    assert!(
+        acked > trials as u64,
+        "the writer made progress ({acked} blocks)"
+    );
 }

@@ -78,14 +78,24 @@ fn u(v: &Value) -> u64 {
 }
 
 fn request(r: &Value) -> ProofRequest {
-    let idx = |v: &Value| (!v.is_null()).then(|| RequestBlock { index: u(&v["index"]), nodes: u(&v["nodes"]) });
+    let idx = |v: &Value| {
+        (!v.is_null()).then(|| RequestBlock {
+            index: u(&v["index"]),
+            nodes: u(&v["nodes"]),
+        })
+    };
     ProofRequest {
         fork: u(&r["fork"]),
         block: idx(&r["block"]),
         hash: idx(&r["hash"]),
-        seek: (!r["seek"].is_null()).then(|| RequestSeek { bytes: u(&r["seek"]["bytes"]), padding: u(&r["seek"]["padding"]) }),
-        upgrade: (!r["upgrade"].is_null())
-            .then(|| RequestUpgrade { start: u(&r["upgrade"]["start"]), length: u(&r["upgrade"]["length"]) }),
+        seek: (!r["seek"].is_null()).then(|| RequestSeek {
+            bytes: u(&r["seek"]["bytes"]),
+            padding: u(&r["seek"]["padding"]),
+        }),
+        upgrade: (!r["upgrade"].is_null()).then(|| RequestUpgrade {
+            start: u(&r["upgrade"]["start"]),
+            length: u(&r["upgrade"]["length"]),
+        }),
     }
 }
 
@@ -113,7 +123,9 @@ fn reference_output() -> Option<Value> {
 
 #[test]
 fn libdat_matches_and_verifies_hypercore_11() {
-    let Some(out) = reference_output() else { return };
+    let Some(out) = reference_output() else {
+        return;
+    };
     assert_eq!(out["hypercore"], "11.39.5");
     let logs = out["logs"].as_array().unwrap();
     assert_eq!(logs.len(), 4);
@@ -124,7 +136,12 @@ fn libdat_matches_and_verifies_hypercore_11() {
         let compat = l["compat"].as_bool().unwrap();
         let count = u(&l["count"]) as usize;
         let g = generate(seed, count, l["big"].as_bool().unwrap());
-        let sizes: Vec<usize> = l["sizes"].as_array().unwrap().iter().map(|s| u(s) as usize).collect();
+        let sizes: Vec<usize> = l["sizes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| u(s) as usize)
+            .collect();
         assert_eq!(g.sizes, sizes, "log {seed}: the generators disagree");
         assert!(sizes.contains(&0), "log {seed} has empty blocks");
 
@@ -134,7 +151,12 @@ fn libdat_matches_and_verifies_hypercore_11() {
         assert_eq!(kp.public_key().to_vec(), h(&l["publicKey"]));
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let log = store.create_log(LogOptions { compat, key_pair: Some(kp.clone()) }).unwrap();
+        let log = store
+            .create_log(LogOptions {
+                compat,
+                key_pair: Some(kp.clone()),
+            })
+            .unwrap();
         assert_eq!(log.key().to_vec(), h(&l["key"]), "log {seed}: key");
         assert_eq!(log.discovery_key().to_vec(), h(&l["discoveryKey"]));
         let manifest = Manifest::default_signer(kp.public_key());
@@ -144,19 +166,33 @@ fn libdat_matches_and_verifies_hypercore_11() {
         let batches = l["batches"].as_array().unwrap();
         assert_eq!(batches.len(), g.batches.len());
         for (b, (start, end)) in batches.iter().zip(&g.batches) {
-            assert_eq!((u(&b["start"]) as usize, u(&b["end"]) as usize), (*start, *end));
+            assert_eq!(
+                (u(&b["start"]) as usize, u(&b["end"]) as usize),
+                (*start, *end)
+            );
             let blocks: Vec<Vec<u8>> = (*start..*end).map(|i| content(seed, i, sizes[i])).collect();
             let (len, bl) = log.append_batch(&blocks).unwrap();
             assert_eq!(len, u(&b["length"]));
             assert_eq!(bl, u(&b["byteLength"]));
             let th = log.tree_hash(None).unwrap();
-            assert_eq!(th.to_vec(), h(&b["treeHash"]), "log {seed} at length {len}: tree hash");
-            assert_eq!(log.signature(), h(&b["signature"]), "log {seed} at length {len}: signature");
+            assert_eq!(
+                th.to_vec(),
+                h(&b["treeHash"]),
+                "log {seed} at length {len}: tree hash"
+            );
+            assert_eq!(
+                log.signature(),
+                h(&b["signature"]),
+                "log {seed} at length {len}: signature"
+            );
             // the reference's signature verifies on its own
             assert!(verifier.verify(&th, len, 0, &h(&b["signature"])));
         }
         for (i, bh) in l["blockHashes"].as_array().unwrap().iter().enumerate() {
-            assert_eq!(log.node(2 * i as u64).unwrap().unwrap().hash.to_vec(), h(bh));
+            assert_eq!(
+                log.node(2 * i as u64).unwrap().unwrap().hash.to_vec(),
+                h(bh)
+            );
         }
 
         // every proof: same bytes from libdat, and the reference's bytes verify here
@@ -167,13 +203,20 @@ fn libdat_matches_and_verifies_hypercore_11() {
             let req = request(&p["request"]);
             let ours = log.proof(&req);
             if let Some(e) = p.get("error") {
-                assert!(ours.is_err(), "log {seed}: the reference refused {req:?} ({e}), libdat answered");
+                assert!(
+                    ours.is_err(),
+                    "log {seed}: the reference refused {req:?} ({e}), libdat answered"
+                );
                 errors_matched += 1;
                 continue;
             }
             let js_bytes = h(&p["data"]);
             let ours = ours.unwrap_or_else(|e| panic!("log {seed}: libdat refused {req:?}: {e}"));
-            assert_eq!(hex::encode(ours.encode()), hex::encode(&js_bytes), "log {seed}: proof bytes for {req:?}");
+            assert_eq!(
+                hex::encode(ours.encode()),
+                hex::encode(&js_bytes),
+                "log {seed}: proof bytes for {req:?}"
+            );
             let theirs = Data::decode(&js_bytes).unwrap();
             assert_eq!(theirs, ours);
             if req.upgrade.is_some_and(|up| up.start == 0) {
@@ -217,15 +260,31 @@ fn libdat_matches_and_verifies_hypercore_11() {
         assert_eq!(reader.length(), log.length());
         for i in (0..log.length()).step_by(7) {
             let data = log
-                .proof(&ProofRequest { fork: 0, block: Some(RequestBlock { index: i, nodes: reader.missing_nodes(2 * i).unwrap() }), ..Default::default() })
+                .proof(&ProofRequest {
+                    fork: 0,
+                    block: Some(RequestBlock {
+                        index: i,
+                        nodes: reader.missing_nodes(2 * i).unwrap(),
+                    }),
+                    ..Default::default()
+                })
                 .unwrap();
             reader.apply(&data).unwrap();
-            assert_eq!(reader.get(i).unwrap(), content(seed, i as usize, sizes[i as usize]));
+            assert_eq!(
+                reader.get(i).unwrap(),
+                content(seed, i as usize, sizes[i as usize])
+            );
         }
         for s in l["seeks"].as_array().unwrap() {
-            assert_eq!(log.seek(u(&s["bytes"])).unwrap(), (u(&s["index"]), u(&s["offset"])), "log {seed}: seek");
+            assert_eq!(
+                log.seek(u(&s["bytes"])).unwrap(),
+                (u(&s["index"]), u(&s["offset"])),
+                "log {seed}: seek"
+            );
         }
     }
-    eprintln!("interop: {proofs_checked} proofs byte-identical and verified ({blocks_verified} blocks fully remote), {errors_matched} refusals matched");
+    eprintln!(
+        "interop: {proofs_checked} proofs byte-identical and verified ({blocks_verified} blocks fully remote), {errors_matched} refusals matched"
+    );
     assert!(blocks_verified >= 1360);
 }

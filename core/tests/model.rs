@@ -53,18 +53,28 @@ impl Model {
 fn check_seek(m: &Model, bytes: u64, got: Result<(u64, u64), Error>) {
     let total = m.byte_length();
     if bytes > total {
-        assert!(matches!(got, Err(Error::OutOfBounds(_))), "seek {bytes} past {total}: {got:?}");
+        assert!(
+            matches!(got, Err(Error::OutOfBounds(_))),
+            "seek {bytes} past {total}: {got:?}"
+        );
         return;
     }
     let (bi, off) = got.unwrap();
     if bytes == 0 {
-        assert_eq!((bi, off), (0, 0), "offset 0 is block 0, as in the reference");
+        assert_eq!(
+            (bi, off),
+            (0, 0),
+            "offset 0 is block 0, as in the reference"
+        );
         return;
     }
     if bytes == total {
         // the end, or (as in the reference) a trailing empty block that starts there
         assert_eq!(off, 0);
-        assert!(bi == m.sizes.len() as u64 || m.start_of(bi as usize) == total, "{bi}");
+        assert!(
+            bi == m.sizes.len() as u64 || m.start_of(bi as usize) == total,
+            "{bi}"
+        );
         return;
     }
     let start = m.start_of(bi as usize);
@@ -80,11 +90,20 @@ fn run(ops: Vec<Op>, compat: bool) {
     let kp = KeyPair::from_seed(&[7; 32]);
     let mut store = Store::open(dir.path()).unwrap();
     let mut log = store
-        .create_log(LogOptions { compat, key_pair: Some(kp.clone()) })
+        .create_log(LogOptions {
+            compat,
+            key_pair: Some(kp.clone()),
+        })
         .unwrap();
     let key = log.key();
-    let mut m = Model { blocks: vec![], sizes: vec![], fork: 0 };
-    let mut snaps: Vec<(dat_core::Snapshot, Vec<Option<Vec<u8>>>, u64)> = vec![];
+    let mut m = Model {
+        blocks: vec![],
+        sizes: vec![],
+        fork: 0,
+    };
+    // (snapshot, the model's blocks when it was taken, the fork then)
+    type Snap = (dat_core::Snapshot, Vec<Option<Vec<u8>>>, u64);
+    let mut snaps: Vec<Snap> = vec![];
 
     for op in ops {
         match op {
@@ -99,18 +118,29 @@ fn run(ops: Vec<Op>, compat: bool) {
             }
             Op::Get(i) => {
                 let len = m.blocks.len() as u64;
-                let i = if len > 0 && i % 4 != 0 { i % len } else { i % (len + 3) };
+                let i = if len > 0 && i % 4 != 0 {
+                    i % len
+                } else {
+                    i % (len + 3)
+                };
                 match (m.blocks.get(i as usize), log.get(i)) {
                     (Some(Some(b)), Ok(got)) => assert_eq!(&got, b),
                     (Some(None), Err(Error::NotAvailable(j))) => assert_eq!(j, i),
                     (None, Err(Error::OutOfBounds(_))) => {}
                     (want, got) => panic!("get {i}: model {want:?}, log {got:?}"),
                 }
-                assert_eq!(log.has(i).unwrap(), matches!(m.blocks.get(i as usize), Some(Some(_))));
+                assert_eq!(
+                    log.has(i).unwrap(),
+                    matches!(m.blocks.get(i as usize), Some(Some(_)))
+                );
             }
             Op::Seek(b) => {
                 let total = m.byte_length();
-                let b = if b % 5 == 0 { total + b % 3 } else { b % (total + 1) };
+                let b = if b % 5 == 0 {
+                    total + b % 3
+                } else {
+                    b % (total + 1)
+                };
                 check_seek(&m, b, log.seek(b));
             }
             Op::Truncate(n) => {
@@ -148,7 +178,9 @@ fn run(ops: Vec<Op>, compat: bool) {
                 let still_there = *fork == m.fork || i < m.blocks.len();
                 match (snap.get(i as u64), b, still_there) {
                     (Ok(got), Some(b), true) => {
-                        if m.blocks.get(i).is_some_and(|x| x.is_some()) { assert_eq!(&got, b) }
+                        if m.blocks.get(i).is_some_and(|x| x.is_some()) {
+                            assert_eq!(&got, b)
+                        }
                     }
                     (Err(Error::NotAvailable(_)), _, _) => {}
                     (Err(Error::SnapshotStale(_)), _, _) => assert!(*fork != m.fork),
@@ -172,8 +204,18 @@ fn run(ops: Vec<Op>, compat: bool) {
             }
             let req = ProofRequest {
                 fork: log.fork(),
-                block: Some(RequestBlock { index: i, nodes: if upgraded { reader.missing_nodes(2 * i).unwrap() } else { 0 } }),
-                upgrade: (!upgraded).then_some(RequestUpgrade { start: 0, length: len }),
+                block: Some(RequestBlock {
+                    index: i,
+                    nodes: if upgraded {
+                        reader.missing_nodes(2 * i).unwrap()
+                    } else {
+                        0
+                    },
+                }),
+                upgrade: (!upgraded).then_some(RequestUpgrade {
+                    start: 0,
+                    length: len,
+                }),
                 ..Default::default()
             };
             // the reader is on fork 0 until its first upgrade; a forked writer serves fork >0
@@ -186,12 +228,19 @@ fn run(ops: Vec<Op>, compat: bool) {
             assert_eq!(reader.get(i).unwrap(), log.get(i).unwrap());
         }
         if upgraded {
-            assert_eq!(reader.tree_hash(None).unwrap(), log.tree_hash(None).unwrap());
+            assert_eq!(
+                reader.tree_hash(None).unwrap(),
+                log.tree_hash(None).unwrap()
+            );
             // seek proofs land on the right block
             let total = log.byte_length();
             if total > 0 {
                 let bytes = total / 2;
-                let req = ProofRequest { fork: log.fork(), seek: Some(RequestSeek { bytes, padding: 0 }), ..Default::default() };
+                let req = ProofRequest {
+                    fork: log.fork(),
+                    seek: Some(RequestSeek { bytes, padding: 0 }),
+                    ..Default::default()
+                };
                 if let Ok(data) = log.proof(&req) {
                     reader.apply(&data).unwrap();
                 }

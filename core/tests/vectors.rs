@@ -29,11 +29,23 @@ fn namespaces() {
     for v in vectors() {
         let ns = &v["namespaces"];
         assert_eq!(caps::tree().to_vec(), h(&ns["TREE"]));
-        assert_eq!(caps::replicate_initiator().to_vec(), h(&ns["REPLICATE_INITIATOR"]));
-        assert_eq!(caps::replicate_responder().to_vec(), h(&ns["REPLICATE_RESPONDER"]));
+        assert_eq!(
+            caps::replicate_initiator().to_vec(),
+            h(&ns["REPLICATE_INITIATOR"])
+        );
+        assert_eq!(
+            caps::replicate_responder().to_vec(),
+            h(&ns["REPLICATE_RESPONDER"])
+        );
         assert_eq!(caps::manifest().to_vec(), h(&ns["MANIFEST"]));
-        assert_eq!(caps::default_namespace().to_vec(), h(&ns["DEFAULT_NAMESPACE"]));
-        assert_eq!(caps::default_encryption().to_vec(), h(&ns["DEFAULT_ENCRYPTION"]));
+        assert_eq!(
+            caps::default_namespace().to_vec(),
+            h(&ns["DEFAULT_NAMESPACE"])
+        );
+        assert_eq!(
+            caps::default_encryption().to_vec(),
+            h(&ns["DEFAULT_ENCRYPTION"])
+        );
     }
 }
 
@@ -85,33 +97,62 @@ fn tree_nodes_roots_hash_and_signature() {
             assert_eq!(node.hash.to_vec(), h(&n["hash"]));
         }
         for (i, bh) in v["blockHashes"].as_array().unwrap().iter().enumerate() {
-            assert_eq!(log.node(2 * i as u64).unwrap().unwrap().hash.to_vec(), h(bh));
+            assert_eq!(
+                log.node(2 * i as u64).unwrap().unwrap().hash.to_vec(),
+                h(bh)
+            );
         }
         let roots = log.tree().roots;
         let want: Vec<(u64, u64, Vec<u8>)> = v["roots"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|r| (r["index"].as_u64().unwrap(), r["size"].as_u64().unwrap(), h(&r["hash"])))
+            .map(|r| {
+                (
+                    r["index"].as_u64().unwrap(),
+                    r["size"].as_u64().unwrap(),
+                    h(&r["hash"]),
+                )
+            })
             .collect();
-        let got: Vec<(u64, u64, Vec<u8>)> =
-            roots.iter().map(|r| (r.index, r.size, r.hash.to_vec())).collect();
+        let got: Vec<(u64, u64, Vec<u8>)> = roots
+            .iter()
+            .map(|r| (r.index, r.size, r.hash.to_vec()))
+            .collect();
         assert_eq!(got, want);
         let th = log.tree_hash(None).unwrap();
         assert_eq!(th.to_vec(), h(&v["treeHash"]));
         assert_eq!(th.to_vec(), h(&v["recomputedTreeHash"]));
         assert_eq!(log.signature(), h(&v["signature"]));
-        assert_eq!(log.signature().len() as u64, v["signatureLen"].as_u64().unwrap());
-        assert_eq!(crypto::signable_compat(&th, 3, 0).to_vec(), h(&v["signableCompat80"]));
+        assert_eq!(
+            log.signature().len() as u64,
+            v["signatureLen"].as_u64().unwrap()
+        );
+        assert_eq!(
+            crypto::signable_compat(&th, 3, 0).to_vec(),
+            h(&v["signableCompat80"])
+        );
         let mh = Manifest::default_signer(log.key_pair().unwrap().public_key()).hash();
-        assert_eq!(crypto::signable(&mh, &th, 3, 0).to_vec(), h(&v["signable112"]));
+        assert_eq!(
+            crypto::signable(&mh, &th, 3, 0).to_vec(),
+            h(&v["signable112"])
+        );
         if !v["compat"].as_bool().unwrap() {
             let ms = MultiSignature::decode(&log.signature()).unwrap();
             let d = &v["multisigDecoded"];
             assert_eq!(ms.proofs.len(), d["proofs"].as_array().unwrap().len());
-            assert_eq!(ms.proofs[0].signer, d["proofs"][0]["signer"].as_u64().unwrap());
-            assert_eq!(ms.proofs[0].signature.to_vec(), h(&d["proofs"][0]["signature"]));
-            assert_eq!(ms.proofs[0].patch, d["proofs"][0]["patch"].as_u64().unwrap());
+            assert_eq!(
+                ms.proofs[0].signer,
+                d["proofs"][0]["signer"].as_u64().unwrap()
+            );
+            assert_eq!(
+                ms.proofs[0].signature.to_vec(),
+                h(&d["proofs"][0]["signature"])
+            );
+            assert_eq!(
+                ms.proofs[0].patch,
+                d["proofs"][0]["patch"].as_u64().unwrap()
+            );
             assert!(ms.patch.is_empty());
             assert_eq!(ms.encode(), log.signature());
         }
@@ -130,7 +171,10 @@ fn proof_of_block_1_with_upgrade() {
         let req = ProofRequest {
             fork: 0,
             block: Some(RequestBlock { index: 1, nodes: 0 }),
-            upgrade: Some(RequestUpgrade { start: 0, length: 3 }),
+            upgrade: Some(RequestUpgrade {
+                start: 0,
+                length: 3,
+            }),
             ..Default::default()
         };
         let data = log.proof(&req).unwrap();
@@ -142,17 +186,28 @@ fn proof_of_block_1_with_upgrade() {
             arr.as_array()
                 .unwrap()
                 .iter()
-                .map(|n| (n["index"].as_u64().unwrap(), n["size"].as_u64().unwrap(), h(&n["hash"])))
+                .map(|n| {
+                    (
+                        n["index"].as_u64().unwrap(),
+                        n["size"].as_u64().unwrap(),
+                        h(&n["hash"]),
+                    )
+                })
                 .collect()
         };
         let ours = |ns: &[dat_core::Node]| -> Vec<(u64, u64, Vec<u8>)> {
-            ns.iter().map(|n| (n.index, n.size, n.hash.to_vec())).collect()
+            ns.iter()
+                .map(|n| (n.index, n.size, n.hash.to_vec()))
+                .collect()
         };
         assert_eq!(ours(&b.nodes), nodes(&p["block"]["nodes"]));
         let u = data.upgrade.as_ref().unwrap();
         assert_eq!((u.start, u.length), (0, 3));
         assert_eq!(ours(&u.nodes), nodes(&p["upgrade"]["nodes"]));
-        assert_eq!(ours(&u.additional_nodes), nodes(&p["upgrade"]["additionalNodes"]));
+        assert_eq!(
+            ours(&u.additional_nodes),
+            nodes(&p["upgrade"]["additionalNodes"])
+        );
         assert_eq!(u.signature, h(&p["upgrade"]["signature"]));
         assert!(data.hash.is_none() && data.seek.is_none() && data.manifest.is_none());
         assert_eq!(Data::decode(&data.encode()).unwrap(), data);

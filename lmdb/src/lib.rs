@@ -28,7 +28,12 @@ pub enum Sync {
 ///
 /// Reads are opened without thread-local storage so that read transactions may move between threads
 /// and several may be open on one thread.
-pub fn open(path: &Path, map_size: usize, max_dbs: u32, sync: Sync) -> heed::Result<Env<WithoutTls>> {
+pub fn open(
+    path: &Path,
+    map_size: usize,
+    max_dbs: u32,
+    sync: Sync,
+) -> heed::Result<Env<WithoutTls>> {
     let mut opts = EnvOpenOptions::new().read_txn_without_tls();
     opts.map_size(map_size).max_dbs(max_dbs).max_readers(1022);
     let flags = match sync {

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs every test suite, keeps going after a failure, and ends with one line:
+#   test-all: N passed, N failed
+# Exit status is non-zero when any suite failed.
+set -u
+cd "$(dirname "$0")/.."
+LOG=${LOG_DIR:-target/test-logs}
+mkdir -p "$LOG"
+pass=0; fail=0; rc_all=0
+
+run() { # name, command...
+  local name=$1; shift
+  echo "=== $name: $*"
+  "$@" > >(tee "$LOG/$name.log") 2>&1
+  local rc=$?
+  wait
+  if [ "$rc" -ne 0 ]; then echo "=== $name FAILED (rc=$rc)"; rc_all=1; fi
+  return "$rc"
+}
+
+# Rust: unit, property, vector, crash, bad-input and interop tests (cargo prints one
+# "test result:" line per test binary).
+run rust cargo test --workspace --no-fail-fast
+read -r p f < <(grep -E '^test result:' "$LOG/rust.log" | awk '{p+=$4; f+=$6} END {print p+0, f+0}')
+pass=$((pass + p)); fail=$((fail + f))
+
+# Lint: formatting and clippy count as one check each.
+if run fmt cargo fmt --all --check; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
+if run clippy cargo clippy --workspace --all-targets -- -D warnings; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
+
+# A suite that crashed without reporting a failure still counts as one.
+if [ "$rc_all" -ne 0 ] && [ "$fail" -eq 0 ]; then fail=1; fi
+echo "test-all: $pass passed, $fail failed"
+exit "$rc_all"
