@@ -12,7 +12,8 @@ import sys
 PAIRS = {
     "append_1k_single": ("append_1k_single", 1.0, "libdat fsyncs every commit (Durability::Full); the reference does not fsync"),
     "append_1k_single_nosync": ("append_1k_single", 1.0, "libdat Durability::NoSync: the reference's guarantee (survives process crashes)"),
-    "append_1k_batch1000": ("append_1k_batch1000", 3.0, ""),
+    "append_1k_batch1000": ("append_1k_batch1000", 3.0, "libdat fsyncs every commit"),
+    "append_1k_batch1000_nosync": ("append_1k_batch1000", 3.0, "libdat Durability::NoSync"),
     "append_64k": ("append_64k", 1.0, "libdat fsyncs every commit"),
     "append_64k_nosync": ("append_64k", 1.0, "libdat Durability::NoSync"),
     "get_seq": ("get_seq", 1.0, ""),

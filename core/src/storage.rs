@@ -281,6 +281,15 @@ impl Storage {
             .put(txn, &pos_key(id, node.index), &encode_node(node))?)
     }
 
+    /// Puts nodes sorted by index; keys past the end of the table are appended without a search.
+    pub(crate) fn nodes_put_sorted(&self, txn: &mut RwTxn, id: u64, nodes: &[Node]) -> Result<()> {
+        put_sorted(
+            &self.nodes,
+            txn,
+            nodes.iter().map(|n| (pos_key(id, n.index), encode_node(n))),
+        )
+    }
+
     pub(crate) fn node_delete(&self, txn: &mut RwTxn, id: u64, index: u64) -> Result<()> {
         self.nodes.delete(txn, &pos_key(id, index))?;
         Ok(())
@@ -304,23 +313,67 @@ impl Storage {
         Ok(())
     }
 
+    /// The run of blocks holding block `index`, if stored: `(first index, run bytes)`.
+    fn run_at<'t>(&self, txn: &'t RoTxn, id: u64, index: u64) -> Result<Option<(u64, Run<'t>)>> {
+        let Some((k, v)) = self
+            .blocks
+            .get_lower_than_or_equal_to(txn, &pos_key(id, index))?
+        else {
+            return Ok(None);
+        };
+        let (kid, first) = split_key(k)?;
+        if kid != id {
+            return Ok(None);
+        }
+        let run = Run::parse(v).map_err(|e| corrupt(format!("blocks from {first}: {e}")))?;
+        Ok((index < first + run.count()).then_some((first, run)))
+    }
+
     pub(crate) fn block_get<'t>(
         &self,
         txn: &'t RoTxn,
         id: u64,
         index: u64,
     ) -> Result<Option<&'t [u8]>> {
-        Ok(self.blocks.get(txn, &pos_key(id, index))?)
+        Ok(self
+            .run_at(txn, id, index)?
+            .map(|(first, run)| run.block((index - first) as usize)))
     }
 
     pub(crate) fn block_has(&self, txn: &RoTxn, id: u64, index: u64) -> Result<bool> {
-        Ok(self
-            .blocks
-            .remap_data_type::<dat_lmdb::heed::types::LazyDecode<Bytes>>()
-            .get(txn, &pos_key(id, index))?
-            .is_some())
+        Ok(self.run_at(txn, id, index)?.is_some())
     }
 
+    /// Stores consecutive blocks starting at `first`, none of which may be stored yet.
+    pub(crate) fn blocks_put_run<B: AsRef<[u8]>>(
+        &self,
+        txn: &mut RwTxn,
+        id: u64,
+        first: u64,
+        blocks: &[B],
+    ) -> Result<()> {
+        let mut runs = Vec::new();
+        let mut start = 0usize;
+        while start < blocks.len() {
+            let mut end = start;
+            let mut bytes = 0usize;
+            while end < blocks.len()
+                && end - start < MAX_RUN_BLOCKS
+                && (end == start || bytes + blocks[end].as_ref().len() <= MAX_RUN_BYTES)
+            {
+                bytes += blocks[end].as_ref().len();
+                end += 1;
+            }
+            runs.push((
+                pos_key(id, first + start as u64),
+                Run::encode(&blocks[start..end]),
+            ));
+            start = end;
+        }
+        put_sorted(&self.blocks, txn, runs.into_iter())
+    }
+
+    /// Stores one block (from a peer) unless it is already stored.
     pub(crate) fn block_put(
         &self,
         txn: &mut RwTxn,
@@ -328,9 +381,39 @@ impl Storage {
         index: u64,
         data: &[u8],
     ) -> Result<()> {
-        Ok(self.blocks.put(txn, &pos_key(id, index), data)?)
+        if self.block_has(txn, id, index)? {
+            return Ok(());
+        }
+        Ok(self
+            .blocks
+            .put(txn, &pos_key(id, index), &Run::encode(&[data]))?)
     }
 
+    /// The runs of a log that hold any block in `[from, to)`: `(first, count)`.
+    fn runs_in(&self, txn: &RoTxn, id: u64, from: u64, to: u64) -> Result<Vec<(u64, u64)>> {
+        let mut out = Vec::new();
+        if from >= to {
+            return Ok(out);
+        }
+        if let Some((first, run)) = self.run_at(txn, id, from)? {
+            out.push((first, run.count()));
+        }
+        let start = pos_key(id, from);
+        let end = pos_key(id, to);
+        let r: (std::ops::Bound<&[u8]>, std::ops::Bound<&[u8]>) = (
+            std::ops::Bound::Excluded(&start[..]),
+            std::ops::Bound::Excluded(&end[..]),
+        );
+        for item in self.blocks.range(txn, &r)? {
+            let (k, v) = item?;
+            let (_, first) = split_key(k)?;
+            let run = Run::parse(v).map_err(|e| corrupt(format!("blocks from {first}: {e}")))?;
+            out.push((first, run.count()));
+        }
+        Ok(out)
+    }
+
+    /// Removes the stored blocks in `[from, to)`; returns how many there were.
     pub(crate) fn block_delete_range(
         &self,
         txn: &mut RwTxn,
@@ -338,40 +421,141 @@ impl Storage {
         from: u64,
         to: u64,
     ) -> Result<usize> {
-        if from >= to {
-            return Ok(0);
+        let mut removed = 0usize;
+        for (first, count) in self.runs_in(txn, id, from, to)? {
+            let end = first + count;
+            let (cut_from, cut_to) = (from.max(first), to.min(end));
+            removed += (cut_to - cut_from) as usize;
+            // keep the parts of the run outside the range, as runs of their own
+            let (keep_before, keep_after): (Vec<Vec<u8>>, Vec<Vec<u8>>) = {
+                let (_, run) = self.run_at(txn, id, first)?.expect("listed above");
+                let before = (first..cut_from)
+                    .map(|i| run.block((i - first) as usize).to_vec())
+                    .collect();
+                let after = (cut_to..end)
+                    .map(|i| run.block((i - first) as usize).to_vec())
+                    .collect();
+                (before, after)
+            };
+            self.blocks.delete(txn, &pos_key(id, first))?;
+            if !keep_before.is_empty() {
+                self.blocks
+                    .put(txn, &pos_key(id, first), &Run::encode(&keep_before))?;
+            }
+            if !keep_after.is_empty() {
+                self.blocks
+                    .put(txn, &pos_key(id, cut_to), &Run::encode(&keep_after))?;
+            }
         }
-        let start = pos_key(id, from);
-        let end = pos_key(id, to);
-        let r: (std::ops::Bound<&[u8]>, std::ops::Bound<&[u8]>) = (
-            std::ops::Bound::Included(&start[..]),
-            std::ops::Bound::Excluded(&end[..]),
-        );
-        Ok(self.blocks.delete_range(txn, &r)?)
+        Ok(removed)
     }
 
     /// Number of stored blocks of a log in `[from, to)`.
     pub(crate) fn block_count(&self, txn: &RoTxn, id: u64, from: u64, to: u64) -> Result<u64> {
-        if from >= to {
-            return Ok(0);
-        }
-        let start = pos_key(id, from);
-        let end = pos_key(id, to);
-        let r: (std::ops::Bound<&[u8]>, std::ops::Bound<&[u8]>) = (
-            std::ops::Bound::Included(&start[..]),
-            std::ops::Bound::Excluded(&end[..]),
-        );
-        let mut n = 0;
-        for item in self
-            .blocks
-            .remap_data_type::<dat_lmdb::heed::types::LazyDecode<Bytes>>()
-            .range(txn, &r)?
-        {
-            item?;
-            n += 1;
-        }
-        Ok(n)
+        Ok(self
+            .runs_in(txn, id, from, to)?
+            .into_iter()
+            .map(|(first, count)| (first + count).min(to) - first.max(from))
+            .sum())
     }
+}
+
+/// Writes `items` (sorted by key). Once a key sorts after the table's last key, it and every
+/// following item go through one cursor in LMDB's append mode.
+fn put_sorted<V: AsRef<[u8]>>(
+    table: &Table,
+    txn: &mut RwTxn,
+    items: impl Iterator<Item = ([u8; 16], V)>,
+) -> Result<()> {
+    let last: Option<Vec<u8>> = table.last(txn)?.map(|(k, _)| k.to_vec());
+    let mut items = items.peekable();
+    // the items that sort before the table's end go through ordinary puts
+    while let Some((key, _)) = items.peek() {
+        if last.as_deref().is_none_or(|l| key.as_slice() > l) {
+            break;
+        }
+        let (key, value) = items.next().expect("peeked");
+        table.put(txn, &key, value.as_ref())?;
+    }
+    dat_lmdb::append_sorted(table, txn, items)?;
+    Ok(())
+}
+
+/// Most blocks one run record holds, and most bytes (a single bigger block gets a run of its own).
+const MAX_RUN_BLOCKS: usize = 4096;
+const MAX_RUN_BYTES: usize = 4 << 20;
+
+/// A run of consecutive blocks stored as one record: `u32le count, u32le end[count], data`.
+/// Storing a batch's blocks together packs LMDB pages and so the bytes each commit syncs.
+struct Run<'a> {
+    ends: &'a [u8],
+    data: &'a [u8],
+}
+
+impl<'a> Run<'a> {
+    fn encode<B: AsRef<[u8]>>(blocks: &[B]) -> Vec<u8> {
+        let total: usize = blocks.iter().map(|b| b.as_ref().len()).sum();
+        let mut out = Vec::with_capacity(4 + 4 * blocks.len() + total);
+        out.extend_from_slice(&(blocks.len() as u32).to_le_bytes());
+        let mut end = 0u32;
+        for b in blocks {
+            end += b.as_ref().len() as u32;
+            out.extend_from_slice(&end.to_le_bytes());
+        }
+        for b in blocks {
+            out.extend_from_slice(b.as_ref());
+        }
+        out
+    }
+
+    fn parse(bytes: &'a [u8]) -> std::result::Result<Self, String> {
+        let count = bytes
+            .get(..4)
+            .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")) as usize)
+            .ok_or("a block run shorter than its header")?;
+        let head = 4 + 4 * count;
+        if count == 0 || bytes.len() < head {
+            return Err(format!(
+                "a block run of {} bytes cannot hold {count} blocks",
+                bytes.len()
+            ));
+        }
+        let run = Run {
+            ends: &bytes[4..head],
+            data: &bytes[head..],
+        };
+        let last = run.end(count - 1);
+        if last != run.data.len() || (1..count).any(|i| run.end(i) < run.end(i - 1)) {
+            return Err("block run offsets do not match its data".into());
+        }
+        Ok(run)
+    }
+
+    fn count(&self) -> u64 {
+        (self.ends.len() / 4) as u64
+    }
+
+    fn end(&self, i: usize) -> usize {
+        u32::from_le_bytes(self.ends[4 * i..4 * i + 4].try_into().expect("4 bytes")) as usize
+    }
+
+    fn block(&self, i: usize) -> &'a [u8] {
+        let start = if i == 0 { 0 } else { self.end(i - 1) };
+        &self.data[start..self.end(i)]
+    }
+}
+
+fn split_key(k: &[u8]) -> Result<(u64, u64)> {
+    if k.len() != 16 {
+        return Err(corrupt(format!(
+            "a {} byte key in a position table",
+            k.len()
+        )));
+    }
+    Ok((
+        u64::from_be_bytes(k[..8].try_into().expect("8 bytes")),
+        u64::from_be_bytes(k[8..].try_into().expect("8 bytes")),
+    ))
 }
 
 /// Reads the nodes of one log inside one transaction.
@@ -416,5 +600,22 @@ mod tests {
         let n = Node::new(9, 1234, [8; 32]);
         assert_eq!(decode_node(9, &encode_node(&n)).unwrap(), n);
         assert!(decode_node(9, &[1, 2]).is_err());
+    }
+
+    #[test]
+    fn runs_round_trip_and_reject_garbage() {
+        let blocks: Vec<Vec<u8>> = vec![vec![], vec![1, 2, 3], vec![], vec![9; 10]];
+        let bytes = Run::encode(&blocks);
+        let run = Run::parse(&bytes).unwrap();
+        assert_eq!(run.count(), 4);
+        for (i, b) in blocks.iter().enumerate() {
+            assert_eq!(run.block(i), &b[..]);
+        }
+        assert!(Run::parse(&bytes[..bytes.len() - 1]).is_err());
+        assert!(Run::parse(&[0, 0, 0, 0]).is_err());
+        assert!(Run::parse(&[255, 255, 255, 255, 1]).is_err());
+        let mut bad = bytes.clone();
+        bad[8] = 200; // second end offset beyond the data
+        assert!(Run::parse(&bad).is_err());
     }
 }

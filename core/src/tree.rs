@@ -95,6 +95,24 @@ impl TreeState {
         self.append_root(Node::leaf(head, data), &mut ite, nodes);
     }
 
+    /// Appends blocks whose leaf hashes are already known (`hashes[i]` for `blocks[i]`).
+    pub fn append_hashed<B: AsRef<[u8]>>(
+        &mut self,
+        blocks: &[B],
+        hashes: &[Hash],
+        nodes: &mut Vec<Node>,
+    ) {
+        for (b, h) in blocks.iter().zip(hashes) {
+            let head = self.length * 2;
+            let mut ite = Iter::new(head);
+            self.append_root(
+                Node::new(head, b.as_ref().len() as u64, *h),
+                &mut ite,
+                nodes,
+            );
+        }
+    }
+
     /// Adds a root at `ite` (positioned on `node.index`) and merges sibling roots into parents.
     pub fn append_root(&mut self, node: Node, ite: &mut Iter, nodes: &mut Vec<Node>) {
         self.length += ite.factor / 2;

@@ -54,3 +54,33 @@ pub fn open(
         opts.open(path)
     }
 }
+
+/// Writes `items` at the end of `db` through one cursor in LMDB's append mode (no B-tree search
+/// per item, pages filled completely).
+///
+/// Every key must sort after the table's last key and after the previous item; otherwise LMDB
+/// refuses the item with `MDB_KEYEXIST` and nothing is corrupted.
+pub fn append_sorted<K, V>(
+    db: &heed::Database<heed::types::Bytes, heed::types::Bytes>,
+    txn: &mut heed::RwTxn,
+    items: impl Iterator<Item = (K, V)>,
+) -> heed::Result<()>
+where
+    K: AsRef<[u8]>,
+    V: AsRef<[u8]>,
+{
+    let mut cursor = db.iter_mut(txn)?;
+    for (key, value) in items {
+        // SAFETY: `put_current_with_options` is unsafe because a value borrowed from this database
+        // must not be alive while it is modified. `items` cannot borrow from the database: any such
+        // borrow would hold the transaction, which this function has mutably borrowed.
+        unsafe {
+            cursor.put_current_with_options::<heed::types::Bytes>(
+                heed::PutFlags::APPEND,
+                key.as_ref(),
+                value.as_ref(),
+            )?;
+        }
+    }
+    Ok(())
+}
