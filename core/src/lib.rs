@@ -25,3 +25,8 @@ pub use log::{Log, Snapshot};
 pub use manifest::{Manifest, Verifier};
 pub use store::{Durability, LogOptions, Store, StoreOptions};
 pub use tree::Node;
+
+/// The README's examples run as doctests, so they cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
