@@ -21,7 +21,7 @@ pub mod tree;
 
 pub use crypto::KeyPair;
 pub use error::{Error, Result};
-pub use log::{Log, Snapshot};
+pub use log::{Applied, Log, LogEvent, Snapshot};
 pub use manifest::{Manifest, Verifier};
 pub use store::{Durability, LogOptions, Store, StoreOptions};
 pub use tree::Node;

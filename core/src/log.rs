@@ -15,6 +15,42 @@ use crate::tree::{Node, NodeReader, TreeState};
 /// cross the wire in one frame anyway; the reference suggests staying under that.
 pub const MAX_BLOCK_SIZE: usize = u32::MAX as usize;
 
+/// Something that happened to a log, for subscribers ([`Log::subscribe`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LogEvent {
+    /// The signed length grew (a local append, or a verified upgrade from a peer).
+    Append {
+        /// New length.
+        length: u64,
+        /// New byte length.
+        byte_length: u64,
+    },
+    /// The log was truncated to `length` on a new fork.
+    Truncate {
+        /// New length.
+        length: u64,
+        /// New fork id.
+        fork: u64,
+    },
+    /// A block arrived from a peer and was verified and stored.
+    Download {
+        /// Block index.
+        index: u64,
+        /// Block size in bytes.
+        bytes: u64,
+        /// The peer it came from (an id given by the replication layer; 0 if unknown).
+        peer: u64,
+    },
+    /// Blocks were cleared locally.
+    Clear {
+        /// First cleared index.
+        start: u64,
+        /// One past the last cleared index.
+        end: u64,
+    },
+}
+
 /// The state of a log shared by every handle to it.
 pub(crate) struct LogInner {
     store: Arc<StoreInner>,
@@ -28,6 +64,9 @@ pub(crate) struct LogInner {
     write: Mutex<()>,
     /// `(fork after, length truncated to)` of every truncation since the log was opened.
     truncations: RwLock<Vec<(u64, u64)>>,
+    /// Length of the prefix of blocks all stored locally.
+    contiguous: std::sync::atomic::AtomicU64,
+    events: tokio::sync::broadcast::Sender<LogEvent>,
 }
 
 struct VerifierState {
@@ -126,6 +165,7 @@ impl Log {
                 )));
             }
         }
+        let contiguous = contiguous_from(&store.storage, txn, rec.id, 0, state.length)?;
         Ok(Log {
             inner: Arc::new(LogInner {
                 store,
@@ -140,6 +180,8 @@ impl Log {
                 state: RwLock::new(state),
                 write: Mutex::new(()),
                 truncations: RwLock::new(Vec::new()),
+                contiguous: std::sync::atomic::AtomicU64::new(contiguous),
+                events: tokio::sync::broadcast::channel(EVENT_BUFFER).0,
             }),
         })
     }
@@ -286,6 +328,49 @@ impl Log {
         self.nodes(&txn).node(index)
     }
 
+    /// Number of blocks from 0 that are all stored locally.
+    pub fn contiguous_length(&self) -> u64 {
+        self.inner
+            .contiguous
+            .load(std::sync::atomic::Ordering::Acquire)
+            .min(self.length())
+    }
+
+    /// The stored blocks in `start..end` as half-open intervals, in order.
+    pub fn local_ranges(&self, start: u64, end: u64) -> Result<Vec<(u64, u64)>> {
+        let end = end.min(self.length());
+        let txn = self.storage().read()?;
+        let mut out: Vec<(u64, u64)> = Vec::new();
+        for (first, count) in self.storage().runs_in(&txn, self.inner.id, start, end)? {
+            let (a, b) = (first.max(start), (first + count).min(end));
+            match out.last_mut() {
+                Some(last) if last.1 == a => last.1 = b,
+                _ => out.push((a, b)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Subscribes to this log's events. Every handle of the log shares one event stream.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<LogEvent> {
+        self.inner.events.subscribe()
+    }
+
+    fn emit(&self, event: LogEvent) {
+        // no subscribers is fine
+        let _ = self.inner.events.send(event);
+    }
+
+    fn refresh_contiguous(&self) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        let length = self.length();
+        let from = self.inner.contiguous.load(Ordering::Acquire).min(length);
+        let txn = self.storage().read()?;
+        let end = contiguous_from(self.storage(), &txn, self.inner.id, from, length)?;
+        self.inner.contiguous.store(end, Ordering::Release);
+        Ok(())
+    }
+
     // --- writing -------------------------------------------------------------------------------
 
     /// Appends one block. Returns `(length, byte_length)` after the append; when this returns the
@@ -347,7 +432,21 @@ impl Log {
             .head_put(&mut txn, id, &head_record(&next, tree_hash))?;
         txn.commit()?;
         let out = (next.length, next.byte_length);
+        let was_contiguous = self
+            .inner
+            .contiguous
+            .load(std::sync::atomic::Ordering::Acquire)
+            >= old.length;
         *self.inner.state.write().unwrap_or_else(poisoned) = next;
+        if was_contiguous {
+            self.inner
+                .contiguous
+                .store(out.0, std::sync::atomic::Ordering::Release);
+        }
+        self.emit(LogEvent::Append {
+            length: out.0,
+            byte_length: out.1,
+        });
         Ok(out)
     }
 
@@ -421,6 +520,10 @@ impl Log {
             .unwrap_or_else(poisoned)
             .push((fork, length));
         *self.inner.state.write().unwrap_or_else(poisoned) = next;
+        self.inner
+            .contiguous
+            .fetch_min(length, std::sync::atomic::Ordering::AcqRel);
+        self.emit(LogEvent::Truncate { length, fork });
         Ok(())
     }
 
@@ -437,6 +540,10 @@ impl Log {
             .storage()
             .block_delete_range(&mut txn, self.inner.id, start, end)?;
         txn.commit()?;
+        self.inner
+            .contiguous
+            .fetch_min(start, std::sync::atomic::Ordering::AcqRel);
+        self.emit(LogEvent::Clear { start, end });
         Ok(n as u64)
     }
 
@@ -564,13 +671,24 @@ impl Log {
     /// Verifies a `data` message from a peer and stores what it proves. Nothing is stored unless
     /// every hash chains to a trusted node or a correctly signed root set.
     pub fn apply(&self, data: &Data) -> Result<Applied> {
+        self.apply_from(data, 0)
+    }
+
+    /// [`Log::apply`] for data from the peer with id `peer` (reported in [`LogEvent::Download`]).
+    pub fn apply_from(&self, data: &Data, peer: u64) -> Result<Applied> {
         let _w = self.lock_writes();
-        let state = self.state().clone();
+        let mut state = self.state().clone();
         if data.fork != state.fork {
-            return Err(Error::ForkMismatch {
-                local: state.fork,
-                remote: data.fork,
-            });
+            // An empty log has nothing to reconcile: it takes the fork of the first signed upgrade
+            // (the signature covers the fork). Otherwise forks are resolved by replication.
+            if state.length == 0 && data.upgrade.as_ref().is_some_and(|u| u.start == 0) {
+                state.fork = data.fork;
+            } else {
+                return Err(Error::ForkMismatch {
+                    local: state.fork,
+                    remote: data.fork,
+                });
+            }
         }
         // A manifest in the proof may tell us how to check signatures.
         let mut new_manifest = None;
@@ -676,11 +794,45 @@ impl Log {
                 manifest_known: true,
             };
         }
-        if upgraded_to.is_some() {
+        let stored_new_block = match (block, &data.block) {
+            (Some(i), Some(b)) => Some((i, b.value.len() as u64)),
+            _ => None,
+        };
+        if let Some(length) = upgraded_to {
+            let byte_length = tree.byte_length;
             *self.inner.state.write().unwrap_or_else(poisoned) = tree;
+            self.emit(LogEvent::Append {
+                length,
+                byte_length,
+            });
+        }
+        if let Some((index, bytes)) = stored_new_block {
+            self.refresh_contiguous()?;
+            self.emit(LogEvent::Download { index, bytes, peer });
         }
         Ok(Applied { upgraded_to, block })
     }
+}
+
+/// Events buffered per subscriber before a slow one starts missing them (it then sees `Lagged`).
+const EVENT_BUFFER: usize = 1024;
+
+/// The end of the run of stored blocks that starts at `from` (capped at `length`).
+fn contiguous_from(
+    storage: &crate::storage::Storage,
+    txn: &ReadTxn<'_>,
+    id: u64,
+    from: u64,
+    length: u64,
+) -> Result<u64> {
+    let mut end = from;
+    for (first, count) in storage.runs_in(txn, id, from, length)? {
+        if first > end {
+            break;
+        }
+        end = end.max(first + count);
+    }
+    Ok(end.min(length))
 }
 
 fn head_record(t: &TreeState, tree_hash: Hash) -> HeadRecord {

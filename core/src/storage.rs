@@ -390,7 +390,13 @@ impl Storage {
     }
 
     /// The runs of a log that hold any block in `[from, to)`: `(first, count)`.
-    fn runs_in(&self, txn: &RoTxn, id: u64, from: u64, to: u64) -> Result<Vec<(u64, u64)>> {
+    pub(crate) fn runs_in(
+        &self,
+        txn: &RoTxn,
+        id: u64,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<(u64, u64)>> {
         let mut out = Vec::new();
         if from >= to {
             return Ok(out);

@@ -170,16 +170,15 @@ fn invalid_proofs_are_rejected_and_change_nothing() {
     assert!(reader.apply(&bad).is_err());
     check_untouched(&reader);
 
-    // a proof for another fork
+    // a proof claiming another fork: the signature covers the fork
     let mut bad = good.clone();
     bad.fork = 3;
     assert!(matches!(
         reader.apply(&bad).unwrap_err(),
-        Error::ForkMismatch {
-            local: 0,
-            remote: 3
-        }
+        Error::InvalidSignature(_)
     ));
+    check_untouched(&reader);
+    assert_eq!(reader.fork(), 0);
 
     // missing nodes
     let mut bad = good.clone();
@@ -194,6 +193,17 @@ fn invalid_proofs_are_rejected_and_change_nothing() {
     reader.apply(&good).unwrap();
     assert_eq!(reader.length(), 21);
     assert_eq!(reader.get(9).unwrap(), log.get(9).unwrap());
+
+    // once it has data, a proof for another fork is refused outright
+    let mut other_fork = good.clone();
+    other_fork.fork = 3;
+    assert!(matches!(
+        reader.apply(&other_fork).unwrap_err(),
+        Error::ForkMismatch {
+            local: 0,
+            remote: 3
+        }
+    ));
 
     // after the upgrade, a block proof that does not connect to the verified tree is rejected
     let mut bad = log
@@ -311,4 +321,63 @@ fn misuse_gives_clear_errors() {
         })
         .unwrap_err();
     assert!(matches!(err, Error::NotAvailable(1)));
+}
+
+#[test]
+fn events_report_appends_downloads_truncations_and_clears() {
+    use dat_core::LogEvent;
+    let dir = tempfile::tempdir().unwrap();
+    let (_s, log) = writer(dir.path(), 10, 4);
+    let mut events = log.subscribe();
+    log.append(b"x").unwrap();
+    assert_eq!(
+        events.try_recv().unwrap(),
+        LogEvent::Append {
+            length: 5,
+            byte_length: log.byte_length()
+        }
+    );
+    log.clear(1, 3).unwrap();
+    assert_eq!(
+        events.try_recv().unwrap(),
+        LogEvent::Clear { start: 1, end: 3 }
+    );
+    assert_eq!(log.contiguous_length(), 1);
+    log.truncate(2).unwrap();
+    assert_eq!(
+        events.try_recv().unwrap(),
+        LogEvent::Truncate { length: 2, fork: 1 }
+    );
+    let (_rd, reader) = reader_for(&log);
+    let mut revents = reader.subscribe();
+    let proof = log
+        .proof(&ProofRequest {
+            fork: 1,
+            block: Some(RequestBlock { index: 0, nodes: 0 }),
+            upgrade: Some(RequestUpgrade {
+                start: 0,
+                length: 2,
+            }),
+            ..Default::default()
+        })
+        .unwrap();
+    // an empty reader takes the fork of its first signed upgrade
+    reader.apply(&proof).unwrap();
+    assert_eq!(reader.fork(), 1);
+    assert_eq!(
+        revents.try_recv().unwrap(),
+        LogEvent::Append {
+            length: 2,
+            byte_length: log.byte_length()
+        }
+    );
+    assert!(matches!(
+        revents.try_recv().unwrap(),
+        LogEvent::Download {
+            index: 0,
+            peer: 0,
+            ..
+        }
+    ));
+    assert_eq!(reader.contiguous_length(), 1);
 }

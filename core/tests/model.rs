@@ -172,6 +172,18 @@ fn run(ops: Vec<Op>, compat: bool) {
         assert_eq!(log.length(), m.blocks.len() as u64);
         assert_eq!(log.byte_length(), m.byte_length());
         assert_eq!(log.fork(), m.fork);
+        let contiguous = m.blocks.iter().take_while(|b| b.is_some()).count() as u64;
+        assert_eq!(log.contiguous_length(), contiguous);
+        let mut ranges: Vec<(u64, u64)> = vec![];
+        for (i, b) in m.blocks.iter().enumerate() {
+            if b.is_some() {
+                match ranges.last_mut() {
+                    Some(r) if r.1 == i as u64 => r.1 += 1,
+                    _ => ranges.push((i as u64, i as u64 + 1)),
+                }
+            }
+        }
+        assert_eq!(log.local_ranges(0, u64::MAX).unwrap(), ranges);
         for (snap, blocks, fork) in &snaps {
             assert_eq!(snap.length(), blocks.len() as u64);
             for (i, b) in blocks.iter().enumerate() {
