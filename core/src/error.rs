@@ -75,6 +75,21 @@ pub enum Error {
     /// No log with that key or name in the store.
     #[error("not found: {0}")]
     NotFound(String),
+    /// The Noise handshake or the transport encryption failed (wrong key, tampered or replayed
+    /// bytes, a peer speaking something else).
+    #[error("handshake failed: {0}")]
+    Handshake(String),
+    /// A peer broke the wire protocol (malformed frame or message, unknown channel, bad capability).
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// A frame over the size limit.
+    #[error("frame of {size} bytes is over the {max} byte limit")]
+    FrameTooLarge {
+        /// The announced size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
     /// A bad argument.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

@@ -15,9 +15,12 @@ pub mod flat_tree;
 pub mod log;
 pub mod manifest;
 pub mod proof;
+pub mod replication;
+pub mod scheduler;
 mod storage;
 pub mod store;
 pub mod tree;
+pub mod wire;
 
 pub use crypto::KeyPair;
 pub use error::{Error, Result};

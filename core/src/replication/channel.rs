@@ -1,0 +1,431 @@
+//! One log replicated with one peer: the `hypercore/alpha` channel's state and message handling.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::error::{Error, Result};
+use crate::log::Log;
+use crate::proof::{RequestBlock, RequestUpgrade};
+use crate::wire::messages::{
+    self, Message, NO_DATA_INVALID_REQUEST, NO_DATA_NOT_AVAILABLE, NoData, Range, Request, Sync,
+};
+
+/// What a request we sent was for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Inflight {
+    Upgrade,
+    Block(u64),
+}
+
+/// A sorted set of half-open block ranges.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct RangeSet(Vec<(u64, u64)>);
+
+impl RangeSet {
+    pub(crate) fn insert(&mut self, start: u64, end: u64) {
+        if start >= end {
+            return;
+        }
+        let (mut s, mut e) = (start, end);
+        self.0.retain(|&(a, b)| {
+            if b < s || a > e {
+                true
+            } else {
+                s = s.min(a);
+                e = e.max(b);
+                false
+            }
+        });
+        let pos = self.0.partition_point(|&(a, _)| a < s);
+        self.0.insert(pos, (s, e));
+    }
+
+    pub(crate) fn remove(&mut self, start: u64, end: u64) {
+        let mut out = Vec::with_capacity(self.0.len() + 1);
+        for &(a, b) in &self.0 {
+            if b <= start || a >= end {
+                out.push((a, b));
+                continue;
+            }
+            if a < start {
+                out.push((a, start));
+            }
+            if b > end {
+                out.push((end, b));
+            }
+        }
+        self.0 = out;
+    }
+
+    pub(crate) fn contains(&self, i: u64) -> bool {
+        let pos = self.0.partition_point(|&(a, _)| a <= i);
+        pos > 0 && self.0[pos - 1].1 > i
+    }
+}
+
+/// Limits that protect this side from a hostile or broken peer.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerLimits {
+    /// Requests this side keeps in flight per log and peer.
+    pub max_inflight: usize,
+    /// Invalid requests (unanswerable proofs) tolerated before the peer is dropped.
+    pub max_invalid_requests: u32,
+    /// Requests for blocks this side does not have, tolerated before the peer is dropped.
+    pub max_unavailable_requests: u32,
+}
+
+impl Default for PeerLimits {
+    fn default() -> Self {
+        PeerLimits {
+            max_inflight: 64,
+            max_invalid_requests: 64,
+            max_unavailable_requests: 4096,
+        }
+    }
+}
+
+/// The state of one log on one connection.
+pub(crate) struct Channel {
+    pub(crate) log: Log,
+    /// Download everything the peer has (false: only what is asked for with `want`).
+    pub(crate) sparse: bool,
+    pub(crate) paired: bool,
+    pub(crate) remote: Option<Sync>,
+    pub(crate) remote_has: RangeSet,
+    pub(crate) wanted: RangeSet,
+    inflight: HashMap<u64, Inflight>,
+    inflight_blocks: HashSet<u64>,
+    upgrade_inflight: bool,
+    next_id: u64,
+    sent_length: Option<(u64, u64)>,
+    invalid_requests: u32,
+    unavailable_requests: u32,
+    pub(crate) limits: PeerLimits,
+}
+
+/// Messages a channel wants sent.
+pub(crate) type Outbox = Vec<Message>;
+
+impl Channel {
+    pub(crate) fn new(log: Log, sparse: bool) -> Self {
+        Channel {
+            log,
+            sparse,
+            paired: false,
+            remote: None,
+            remote_has: RangeSet::default(),
+            wanted: RangeSet::default(),
+            inflight: HashMap::new(),
+            inflight_blocks: HashSet::new(),
+            upgrade_inflight: false,
+            next_id: 1,
+            sent_length: None,
+            invalid_requests: 0,
+            unavailable_requests: 0,
+            limits: PeerLimits::default(),
+        }
+    }
+
+    fn sync_message(&self) -> Sync {
+        let remote = self.remote.unwrap_or_default();
+        let fork = self.log.fork();
+        Sync {
+            fork,
+            length: self.log.length(),
+            remote_length: if remote.fork == fork {
+                remote.length.min(self.log.length())
+            } else {
+                0
+            },
+            can_upgrade: true,
+            uploading: true,
+            downloading: true,
+            has_manifest: self.log.manifest().is_some() && !self.log.is_compat(),
+            allow_push: false,
+        }
+    }
+
+    /// The messages that follow a paired open: our sync and what we hold.
+    pub(crate) fn on_paired(&mut self, out: &mut Outbox) {
+        self.paired = true;
+        self.send_sync(out);
+        self.announce_range(out);
+    }
+
+    fn send_sync(&mut self, out: &mut Outbox) {
+        let s = self.sync_message();
+        self.sent_length = Some((s.fork, s.length));
+        out.push(Message::Sync(s));
+    }
+
+    fn announce_range(&mut self, out: &mut Outbox) {
+        let contiguous = self.log.contiguous_length();
+        if contiguous > 0 {
+            out.push(Message::Range(Range {
+                drop: false,
+                start: 0,
+                length: contiguous,
+            }));
+        }
+    }
+
+    /// The log changed locally (append, truncate, download): tell the peer.
+    pub(crate) fn on_local_change(&mut self, out: &mut Outbox) {
+        if !self.paired {
+            return;
+        }
+        if self.sent_length != Some((self.log.fork(), self.log.length())) {
+            self.send_sync(out);
+            self.announce_range(out);
+        }
+        self.schedule(out);
+    }
+
+    /// Asks for blocks `start..end` (a sparse log's explicit wants).
+    pub(crate) fn want(&mut self, start: u64, end: u64, out: &mut Outbox) {
+        self.wanted.insert(start, end);
+        self.schedule(out);
+    }
+
+    fn remote_has(&self, index: u64) -> bool {
+        self.remote_has.contains(index)
+    }
+
+    fn wants(&self, index: u64) -> bool {
+        !self.sparse || self.wanted.contains(index)
+    }
+
+    fn next_request_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        id
+    }
+
+    /// Sends the requests that fit: an upgrade when the peer is ahead, then missing blocks.
+    pub(crate) fn schedule(&mut self, out: &mut Outbox) {
+        let Some(remote) = self.remote else { return };
+        if !self.paired {
+            return;
+        }
+        let (length, fork) = (self.log.length(), self.log.fork());
+        let same_fork = remote.fork == fork || length == 0;
+        if same_fork && remote.length > length && !self.upgrade_inflight {
+            let id = self.next_request_id();
+            self.upgrade_inflight = true;
+            self.inflight.insert(id, Inflight::Upgrade);
+            out.push(Message::Request(Request {
+                id,
+                fork: remote.fork,
+                upgrade: Some(RequestUpgrade {
+                    start: length,
+                    length: remote.length - length,
+                }),
+                manifest: self.log.manifest().is_none() && remote.has_manifest,
+                ..Default::default()
+            }));
+        }
+        if remote.fork != fork {
+            return;
+        }
+        let mut index = self.log.contiguous_length();
+        let mut scanned = 0;
+        while self.inflight.len() < self.limits.max_inflight && index < length && scanned < 65_536 {
+            scanned += 1;
+            let i = index;
+            index += 1;
+            if !self.wants(i) || !self.remote_has(i) || self.inflight_blocks.contains(&i) {
+                continue;
+            }
+            if self.log.has(i).unwrap_or(true) {
+                continue;
+            }
+            let nodes = self.log.missing_nodes(2 * i).unwrap_or(0);
+            let id = self.next_request_id();
+            self.inflight.insert(id, Inflight::Block(i));
+            self.inflight_blocks.insert(i);
+            out.push(Message::Request(Request {
+                id,
+                fork,
+                block: Some(RequestBlock { index: i, nodes }),
+                ..Default::default()
+            }));
+        }
+    }
+
+    /// Handles one message from the peer. An `Err` means the peer misbehaved and must be dropped.
+    pub(crate) fn on_message(
+        &mut self,
+        msg: Message,
+        peer: u64,
+        limits: &PeerLimits,
+        out: &mut Outbox,
+    ) -> Result<Option<u64>> {
+        let mut uploaded = None;
+        match msg {
+            Message::Sync(s) => {
+                self.remote = Some(s);
+                if s.remote_length != self.log.length()
+                    && self.sent_length != Some((self.log.fork(), self.log.length()))
+                {
+                    self.send_sync(out);
+                }
+                self.schedule(out);
+            }
+            Message::Request(r) => uploaded = self.serve(r, limits, out)?,
+            Message::Cancel(_) => {} // requests are answered as they arrive
+            Message::Data(d) => {
+                let what = self.inflight.remove(&d.request);
+                match what {
+                    Some(Inflight::Upgrade) => self.upgrade_inflight = false,
+                    Some(Inflight::Block(i)) => {
+                        self.inflight_blocks.remove(&i);
+                    }
+                    None if d.request != 0 => {
+                        return Err(Error::Protocol(format!(
+                            "data for unknown request {}",
+                            d.request
+                        )));
+                    }
+                    None => return Ok(None), // unsolicited push: not accepted
+                }
+                match self.log.apply_from(&d, peer) {
+                    Ok(_) => {}
+                    Err(Error::StaleProof(_) | Error::ForkMismatch { .. } | Error::Conflict(_)) => {
+                    }
+                    Err(
+                        e @ (Error::InvalidProof(_)
+                        | Error::InvalidSignature(_)
+                        | Error::InvalidManifest(_)
+                        | Error::MissingNode(_)
+                        | Error::Decode(_)
+                        | Error::OutOfBounds(_)),
+                    ) => return Err(Error::Protocol(format!("peer sent bad data: {e}"))),
+                    Err(e) => return Err(e),
+                }
+                self.schedule(out);
+            }
+            Message::NoData(n) => {
+                match self.inflight.remove(&n.request) {
+                    Some(Inflight::Upgrade) => self.upgrade_inflight = false,
+                    Some(Inflight::Block(i)) => {
+                        self.inflight_blocks.remove(&i);
+                        self.remote_has.remove(i, i + 1);
+                    }
+                    None => {}
+                }
+                self.schedule(out);
+            }
+            Message::Want(w) => {
+                let end = w.start.saturating_add(w.length);
+                for (a, b) in self.log.local_ranges(w.start, end)? {
+                    out.push(Message::Range(Range {
+                        drop: false,
+                        start: a,
+                        length: b - a,
+                    }));
+                }
+            }
+            Message::Unwant(_) | Message::Extension(_) => {}
+            Message::Bitfield(b) => {
+                for (w, word) in b.bitfield.iter().enumerate() {
+                    for bit in 0..32u64 {
+                        if word & (1 << bit) != 0 {
+                            let i = b.start + 32 * w as u64 + bit;
+                            self.remote_has.insert(i, i + 1);
+                        }
+                    }
+                }
+                self.schedule(out);
+            }
+            Message::Range(r) => {
+                let end = r.start.saturating_add(r.length);
+                if r.drop {
+                    self.remote_has.remove(r.start, end);
+                } else {
+                    self.remote_has.insert(r.start, end);
+                }
+                self.schedule(out);
+            }
+        }
+        Ok(uploaded)
+    }
+
+    /// Answers a request with a proof, or noData. Returns the block index uploaded, if any.
+    fn serve(&mut self, r: Request, limits: &PeerLimits, out: &mut Outbox) -> Result<Option<u64>> {
+        let not_available = |out: &mut Outbox, this: &mut Self| -> Result<()> {
+            this.unavailable_requests += 1;
+            if this.unavailable_requests > limits.max_unavailable_requests {
+                return Err(Error::Protocol(
+                    "too many requests for blocks this side does not have".into(),
+                ));
+            }
+            out.push(Message::NoData(NoData {
+                request: r.id,
+                reason: NO_DATA_NOT_AVAILABLE,
+            }));
+            Ok(())
+        };
+        if let Some(b) = r.block
+            && (r.fork != self.log.fork() || !self.log.has(b.index)?)
+        {
+            not_available(out, self)?;
+            return Ok(None);
+        }
+        match self.log.proof(&r.proof_request()) {
+            Ok(mut data) => {
+                data.request = r.id;
+                if r.manifest && !self.log.is_compat() {
+                    data.manifest = self.log.manifest();
+                }
+                let uploaded = data.block.as_ref().map(|b| b.index);
+                out.push(Message::Data(data));
+                Ok(uploaded)
+            }
+            Err(Error::NotAvailable(_)) => {
+                not_available(out, self)?;
+                Ok(None)
+            }
+            Err(Error::Storage(e)) => Err(Error::Storage(e)),
+            Err(Error::Corrupt(m)) => Err(Error::Corrupt(m)),
+            Err(_) => {
+                self.invalid_requests += 1;
+                if self.invalid_requests > limits.max_invalid_requests {
+                    return Err(Error::Protocol("too many invalid requests".into()));
+                }
+                out.push(Message::NoData(NoData {
+                    request: r.id,
+                    reason: NO_DATA_INVALID_REQUEST,
+                }));
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// The `open` handshake payload for a log on a connection with handshake hash `hh`.
+pub(crate) fn open_handshake(is_initiator: bool, key: &[u8; 32], hh: &[u8; 64]) -> Vec<u8> {
+    messages::Handshake {
+        seeks: true,
+        capability: messages::capability(is_initiator, key, hh),
+    }
+    .encode()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RangeSet;
+
+    #[test]
+    fn range_set_merges_and_splits() {
+        let mut r = RangeSet::default();
+        r.insert(5, 10);
+        r.insert(0, 2);
+        r.insert(9, 12);
+        r.insert(2, 3);
+        assert_eq!(r.0, vec![(0, 3), (5, 12)]);
+        assert!(r.contains(0) && r.contains(11) && !r.contains(3) && !r.contains(12));
+        r.remove(6, 8);
+        assert_eq!(r.0, vec![(0, 3), (5, 6), (8, 12)]);
+        r.remove(0, 100);
+        assert!(r.0.is_empty());
+    }
+}

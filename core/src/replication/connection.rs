@@ -1,0 +1,344 @@
+//! One replication connection, sans IO: the secure transport, protomux, and a `hypercore/alpha`
+//! channel per log. Feed socket bytes to [`Connection::receive`], write what
+//! [`Connection::take_output`] returns, and tell it about local log changes with
+//! [`Connection::on_log_changed`]. Any `Err` from these means the peer must be dropped.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::crypto::{Hash, KeyPair};
+use crate::error::{Error, Result};
+use crate::log::Log;
+use crate::store::Store;
+use crate::wire::messages::{self, Message};
+use crate::wire::protomux::{ChannelId, Event, Mux};
+
+use super::channel::{Channel, Outbox, PeerLimits, open_handshake};
+use super::transport::SecureTransport;
+
+/// The protocol name of hypercore replication channels.
+pub const PROTOCOL: &str = "hypercore/alpha";
+
+/// Options of a connection.
+#[derive(Debug, Clone)]
+pub struct ConnectionOptions {
+    /// Largest frame accepted from the peer (the protocol's own limit is 2^24 - 1 bytes).
+    pub max_frame: usize,
+    /// Download only what is asked for (true), or every block the peer has (false, the default).
+    pub sparse: bool,
+    /// Limits on the peer's behaviour.
+    pub limits: PeerLimits,
+    /// Open a channel for a log this side holds when the peer asks for it (as corestore does).
+    pub accept_unannounced: bool,
+}
+
+impl Default for ConnectionOptions {
+    fn default() -> Self {
+        ConnectionOptions {
+            max_frame: (1 << 24) - 1,
+            sparse: false,
+            limits: PeerLimits::default(),
+            accept_unannounced: true,
+        }
+    }
+}
+
+/// What happened on a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectionEvent {
+    /// The handshake completed; the peer's static public key.
+    Connected {
+        /// The peer's Noise static key.
+        remote_public_key: [u8; 32],
+    },
+    /// A log's channel paired with the peer.
+    PeerAdd {
+        /// The log's discovery key.
+        discovery_key: Hash,
+    },
+    /// A log's channel closed.
+    PeerRemove {
+        /// The log's discovery key.
+        discovery_key: Hash,
+    },
+    /// This side sent a block to the peer.
+    Upload {
+        /// The log's discovery key.
+        discovery_key: Hash,
+        /// The block index.
+        index: u64,
+    },
+}
+
+static NEXT_PEER_ID: AtomicU64 = AtomicU64::new(1);
+
+/// One replication connection.
+pub struct Connection {
+    store: Store,
+    opts: ConnectionOptions,
+    transport: SecureTransport,
+    mux: Mux,
+    peer_id: u64,
+    channels: HashMap<ChannelId, Channel>,
+    by_dk: HashMap<Hash, ChannelId>,
+    pending_logs: Vec<(Log, bool)>,
+    events: VecDeque<ConnectionEvent>,
+    connected: bool,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("peer_id", &self.peer_id)
+            .field("channels", &self.channels.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// A connection for one side; `key_pair` is this side's Noise static key.
+    pub fn new(
+        store: Store,
+        is_initiator: bool,
+        key_pair: &KeyPair,
+        opts: ConnectionOptions,
+    ) -> Result<Self> {
+        Ok(Connection {
+            transport: SecureTransport::new(is_initiator, key_pair, opts.max_frame)?,
+            store,
+            opts,
+            mux: Mux::new(),
+            peer_id: NEXT_PEER_ID.fetch_add(1, Ordering::Relaxed),
+            channels: HashMap::new(),
+            by_dk: HashMap::new(),
+            pending_logs: Vec::new(),
+            events: VecDeque::new(),
+            connected: false,
+        })
+    }
+
+    /// The store this connection serves.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The id this connection reports in [`crate::LogEvent::Download`].
+    pub fn peer_id(&self) -> u64 {
+        self.peer_id
+    }
+
+    /// True once the handshake completed.
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    /// Replicates `log` on this connection (opens its channel now or once connected).
+    pub fn replicate(&mut self, log: &Log, sparse: bool) -> Result<()> {
+        if self.by_dk.contains_key(&log.discovery_key()) {
+            return Ok(());
+        }
+        if !self.connected {
+            self.pending_logs.push((log.clone(), sparse));
+            return Ok(());
+        }
+        self.open_channel(log.clone(), sparse)?;
+        self.flush()
+    }
+
+    /// Asks the peer for blocks `start..end` of the log with discovery key `dk` (for sparse logs).
+    pub fn want(&mut self, dk: &Hash, start: u64, end: u64) -> Result<()> {
+        let Some(&ch) = self.by_dk.get(dk) else {
+            return Err(Error::NotFound(
+                "no channel for that log on this connection".into(),
+            ));
+        };
+        let mut out = Outbox::new();
+        if let Some(c) = self.channels.get_mut(&ch) {
+            c.want(start, end, &mut out);
+        }
+        self.send_all(ch, out)?;
+        self.flush()
+    }
+
+    fn open_channel(&mut self, log: Log, sparse: bool) -> Result<()> {
+        let hh = self
+            .transport
+            .handshake()
+            .ok_or_else(|| Error::Protocol("not connected".into()))?;
+        let hs = open_handshake(hh.is_initiator, &log.key(), &hh.handshake_hash);
+        let dk = log.discovery_key();
+        let ch = self.mux.open(PROTOCOL, Some(&dk), &hs)?;
+        let mut c = Channel::new(log, sparse);
+        c.limits = self.opts.limits;
+        self.channels.insert(ch, c);
+        self.by_dk.insert(dk, ch);
+        Ok(())
+    }
+
+    /// Feeds bytes read from the socket.
+    pub fn receive(&mut self, bytes: &[u8]) -> Result<()> {
+        self.transport.receive(bytes)?;
+        if !self.connected && self.transport.is_established() {
+            self.connected = true;
+            let pk = self
+                .transport
+                .handshake()
+                .map(|h| h.remote_public_key)
+                .unwrap_or_default();
+            self.events.push_back(ConnectionEvent::Connected {
+                remote_public_key: pk,
+            });
+            for (log, sparse) in std::mem::take(&mut self.pending_logs) {
+                if !self.by_dk.contains_key(&log.discovery_key()) {
+                    self.open_channel(log, sparse)?;
+                }
+            }
+        }
+        while let Some(frame) = self.transport.next_message() {
+            self.mux.receive(&frame)?;
+            while let Some(ev) = self.mux.next_event() {
+                self.on_mux_event(ev)?;
+            }
+        }
+        self.flush()
+    }
+
+    fn on_mux_event(&mut self, ev: Event) -> Result<()> {
+        match ev {
+            Event::Opened { channel, handshake } => {
+                let hh = self
+                    .transport
+                    .handshake()
+                    .ok_or_else(|| Error::Protocol("not connected".into()))?
+                    .clone();
+                let Some(c) = self.channels.get_mut(&channel) else {
+                    return Err(Error::Protocol(
+                        "an open for a channel this side does not know".into(),
+                    ));
+                };
+                let remote = messages::Handshake::decode(&handshake)?;
+                messages::verify_capability(
+                    hh.is_initiator,
+                    &c.log.key(),
+                    &hh.handshake_hash,
+                    &remote.capability,
+                )?;
+                let mut out = Outbox::new();
+                c.on_paired(&mut out);
+                let dk = c.log.discovery_key();
+                self.events
+                    .push_back(ConnectionEvent::PeerAdd { discovery_key: dk });
+                self.mux.cork();
+                self.send_all(channel, out)?;
+                self.mux.uncork();
+            }
+            Event::OpenRequest {
+                remote_id,
+                protocol,
+                id,
+                ..
+            } => {
+                let log = match <[u8; 32]>::try_from(id.as_slice()) {
+                    // a second open of a log already open here is refused, as protomux does
+                    Ok(dk) if self.by_dk.contains_key(&dk) => None,
+                    Ok(dk) if protocol == PROTOCOL && self.opts.accept_unannounced => {
+                        self.store.by_discovery_key(&dk)?
+                    }
+                    _ => None,
+                };
+                match log {
+                    Some(log) => self.open_channel(log, self.opts.sparse)?,
+                    None => self.mux.reject(remote_id)?,
+                }
+            }
+            Event::OpenRequestClosed { .. } => {}
+            Event::Message {
+                channel,
+                message_type,
+                payload,
+            } => {
+                // message types this version does not know are ignored, as protomux does
+                if message_type >= messages::MESSAGE_TYPES {
+                    return Ok(());
+                }
+                let msg = Message::decode(message_type, &payload)?;
+                let peer = self.peer_id;
+                let limits = self.opts.limits;
+                let Some(c) = self.channels.get_mut(&channel) else {
+                    return Err(Error::Protocol("a message on an unknown channel".into()));
+                };
+                let mut out = Outbox::new();
+                let uploaded = c.on_message(msg, peer, &limits, &mut out)?;
+                let dk = c.log.discovery_key();
+                if let Some(index) = uploaded {
+                    self.events.push_back(ConnectionEvent::Upload {
+                        discovery_key: dk,
+                        index,
+                    });
+                }
+                self.send_all(channel, out)?;
+            }
+            Event::Closed { channel } | Event::Rejected { channel } => {
+                if let Some(c) = self.channels.remove(&channel) {
+                    let dk = c.log.discovery_key();
+                    self.by_dk.remove(&dk);
+                    if c.paired {
+                        self.events
+                            .push_back(ConnectionEvent::PeerRemove { discovery_key: dk });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn send_all(&mut self, channel: ChannelId, out: Outbox) -> Result<()> {
+        for m in out {
+            let (t, payload) = m.encode();
+            self.mux.send(channel, t, &payload)?;
+        }
+        Ok(())
+    }
+
+    /// A local log changed (append, truncate, download by another peer): send what the peer needs.
+    pub fn on_log_changed(&mut self, dk: &Hash) -> Result<()> {
+        let Some(&ch) = self.by_dk.get(dk) else {
+            return Ok(());
+        };
+        let mut out = Outbox::new();
+        if let Some(c) = self.channels.get_mut(&ch) {
+            c.on_local_change(&mut out);
+        }
+        self.mux.cork();
+        self.send_all(ch, out)?;
+        self.mux.uncork();
+        self.flush()
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        while let Some(frame) = self.mux.next_frame() {
+            self.transport.send(&frame)?;
+        }
+        Ok(())
+    }
+
+    /// Bytes to write to the socket.
+    pub fn take_output(&mut self) -> Vec<u8> {
+        self.transport.take_output()
+    }
+
+    /// The next connection event.
+    pub fn next_event(&mut self) -> Option<ConnectionEvent> {
+        self.events.pop_front()
+    }
+
+    /// The discovery keys of the logs paired on this connection.
+    pub fn paired_logs(&self) -> Vec<Hash> {
+        self.channels
+            .values()
+            .filter(|c| c.paired)
+            .map(|c| c.log.discovery_key())
+            .collect()
+    }
+}

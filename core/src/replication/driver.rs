@@ -1,0 +1,261 @@
+//! Runs [`Connection`]s over tokio byte streams: TCP, Unix sockets, in-memory pipes.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+
+use crate::crypto::{Hash, KeyPair};
+use crate::error::{Error, Result};
+use crate::log::Log;
+use crate::store::Store;
+
+use super::connection::{Connection, ConnectionEvent, ConnectionOptions};
+
+enum Command {
+    Replicate(Log, bool),
+    Want(Hash, u64, u64),
+    Close,
+}
+
+/// A running connection: send it commands, watch its events, wait for it to end.
+#[derive(Debug)]
+pub struct ReplicationHandle {
+    commands: mpsc::UnboundedSender<Command>,
+    events: broadcast::Sender<ConnectionEvent>,
+    task: JoinHandle<Result<()>>,
+}
+
+impl ReplicationHandle {
+    /// Replicates one more log on this connection.
+    pub fn replicate(&self, log: &Log, sparse: bool) {
+        let _ = self.commands.send(Command::Replicate(log.clone(), sparse));
+    }
+
+    /// Asks the peer for blocks `start..end` of a (sparse) log.
+    pub fn want(&self, log: &Log, start: u64, end: u64) {
+        let _ = self
+            .commands
+            .send(Command::Want(log.discovery_key(), start, end));
+    }
+
+    /// Subscribes to the connection's events.
+    pub fn subscribe(&self) -> broadcast::Receiver<ConnectionEvent> {
+        self.events.subscribe()
+    }
+
+    /// Closes the connection and waits for it to end.
+    pub async fn close(self) -> Result<()> {
+        let _ = self.commands.send(Command::Close);
+        self.join().await
+    }
+
+    /// Waits for the connection to end (the peer closed it, or it failed).
+    pub async fn join(self) -> Result<()> {
+        self.task
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?
+    }
+
+    /// True once the connection has ended.
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+}
+
+/// Starts replicating `logs` over `stream`. The returned handle ends when the stream closes or
+/// the peer misbehaves (its error says why).
+pub fn spawn<S>(conn: Connection, stream: S, logs: Vec<(Log, bool)>) -> ReplicationHandle
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (commands, rx) = mpsc::unbounded_channel();
+    let events = broadcast::channel(1024).0;
+    let task = tokio::spawn(run(conn, stream, logs, rx, events.clone()));
+    ReplicationHandle {
+        commands,
+        events,
+        task,
+    }
+}
+
+async fn run<S>(
+    mut conn: Connection,
+    stream: S,
+    logs: Vec<(Log, bool)>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    events: broadcast::Sender<ConnectionEvent>,
+) -> Result<()>
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    // Writes go through their own task so a peer that is slow to read never stops this side
+    // from reading (which could deadlock two peers sending to each other).
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let writer = tokio::spawn(async move {
+        while let Some(bytes) = out_rx.recv().await {
+            wr.write_all(&bytes).await?;
+        }
+        wr.shutdown().await
+    });
+    let (changed_tx, mut changed_rx) = mpsc::unbounded_channel::<Hash>();
+    let mut watched = HashSet::new();
+    let watch = |log: &Log, watched: &mut HashSet<Hash>| {
+        let dk = log.discovery_key();
+        if watched.insert(dk) {
+            let mut sub = log.subscribe();
+            let tx = changed_tx.clone();
+            tokio::spawn(async move {
+                // lagging only means several changes were merged into one notification
+                while let Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) = sub.recv().await {
+                    if tx.send(dk).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    };
+    for (log, sparse) in &logs {
+        conn.replicate(log, *sparse)?;
+        watch(log, &mut watched);
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    let result: Result<()> = loop {
+        let out = conn.take_output();
+        if !out.is_empty() && out_tx.send(out).is_err() {
+            break Ok(());
+        }
+        while let Some(ev) = conn.next_event() {
+            if let ConnectionEvent::PeerAdd { discovery_key } = &ev
+                && !watched.contains(discovery_key)
+                && let Some(log) = conn_store_log(&conn, discovery_key)
+            {
+                watch(&log, &mut watched);
+            }
+            let _ = events.send(ev);
+        }
+        tokio::select! {
+            n = rd.read(&mut buf) => match n {
+                Ok(0) => break Ok(()),
+                Ok(n) => {
+                    if let Err(e) = conn.receive(&buf[..n]) {
+                        break Err(e);
+                    }
+                }
+                Err(e) => break Err(e.into()),
+            },
+            Some(dk) = changed_rx.recv() => {
+                if let Err(e) = conn.on_log_changed(&dk) {
+                    break Err(e);
+                }
+            }
+            cmd = commands.recv() => match cmd {
+                Some(Command::Replicate(log, sparse)) => {
+                    watch(&log, &mut watched);
+                    if let Err(e) = conn.replicate(&log, sparse) {
+                        break Err(e);
+                    }
+                }
+                Some(Command::Want(dk, start, end)) => {
+                    if let Err(e) = conn.want(&dk, start, end) {
+                        break Err(e);
+                    }
+                }
+                Some(Command::Close) | None => break Ok(()),
+            },
+        }
+    };
+    let out = conn.take_output();
+    if !out.is_empty() {
+        let _ = out_tx.send(out);
+    }
+    drop(out_tx);
+    let _ = writer.await;
+    result
+}
+
+fn conn_store_log(conn: &Connection, dk: &Hash) -> Option<Log> {
+    conn.store().by_discovery_key(dk).ok().flatten()
+}
+
+/// A TCP listener replicating every log of a store with whoever connects.
+#[derive(Debug)]
+pub struct Server {
+    local_addr: SocketAddr,
+    task: JoinHandle<()>,
+    connections: mpsc::UnboundedReceiver<ReplicationHandle>,
+}
+
+impl Server {
+    /// The address the server is bound to (useful after binding port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The next accepted connection.
+    pub async fn accept(&mut self) -> Option<ReplicationHandle> {
+        self.connections.recv().await
+    }
+
+    /// Stops accepting connections.
+    pub fn close(self) {
+        self.task.abort();
+    }
+}
+
+/// Listens on `addr` and replicates every log of `store` with each peer that connects.
+pub async fn listen(store: &Store, addr: &str, opts: ConnectionOptions) -> Result<Server> {
+    let listener = TcpListener::bind(addr).await?;
+    let local_addr = listener.local_addr()?;
+    let (tx, connections) = mpsc::unbounded_channel();
+    let store = store.clone();
+    let key_pair = KeyPair::generate();
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
+            let Ok(conn) = Connection::new(store.clone(), false, &key_pair, opts.clone()) else {
+                continue;
+            };
+            let logs = all_logs(&store, opts.sparse);
+            if tx.send(spawn(conn, stream, logs)).is_err() {
+                break;
+            }
+        }
+    });
+    Ok(Server {
+        local_addr,
+        task,
+        connections,
+    })
+}
+
+/// Connects to `addr` and replicates every log of `store` with that peer.
+pub async fn connect(
+    store: &Store,
+    addr: &str,
+    opts: ConnectionOptions,
+) -> Result<ReplicationHandle> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let conn = Connection::new(store.clone(), true, &KeyPair::generate(), opts.clone())?;
+    Ok(spawn(conn, stream, all_logs(store, opts.sparse)))
+}
+
+fn all_logs(store: &Store, sparse: bool) -> Vec<(Log, bool)> {
+    store
+        .keys()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|k| {
+            store
+                .by_discovery_key(&crate::crypto::discovery_key(k))
+                .ok()
+                .flatten()
+        })
+        .map(|l| (l, sparse))
+        .collect()
+}
