@@ -10,6 +10,7 @@ use crate::proof::{self, Data, ProofRequest};
 use crate::storage::{CoreRecord, HeadRecord, ReadTxn, TxnNodes, hex};
 use crate::store::StoreInner;
 use crate::tree::{Node, NodeReader, TreeState};
+use dat_lmdb::heed::RwTxn;
 
 /// Largest block this implementation stores (run offsets are 32-bit). Blocks over 15 MiB cannot
 /// cross the wire in one frame anyway; the reference suggests staying under that.
@@ -676,8 +677,81 @@ impl Log {
 
     /// [`Log::apply`] for data from the peer with id `peer` (reported in [`LogEvent::Download`]).
     pub fn apply_from(&self, data: &Data, peer: u64) -> Result<Applied> {
+        let (mut applied, err) = self.apply_batch(std::slice::from_ref(data), peer);
+        match (err, applied.pop()) {
+            (Some(e), _) => Err(e),
+            (None, Some(a)) => Ok(a),
+            (None, None) => Err(Error::InvalidArgument("nothing was applied".into())),
+        }
+    }
+
+    /// Verifies and stores several `data` messages from one peer in one transaction (one commit,
+    /// one fsync). Messages are checked in order, each against the state the previous ones left;
+    /// the first one that fails stops the batch. Returns what the applied ones changed and that
+    /// first error. Everything applied before the error is stored.
+    pub fn apply_batch(&self, datas: &[Data], peer: u64) -> (Vec<Applied>, Option<Error>) {
         let _w = self.lock_writes();
-        let mut state = self.state().clone();
+        let before = self.state().clone();
+        let mut ctx = {
+            let v = self.inner.verifier.read().unwrap_or_else(poisoned);
+            ApplyCtx {
+                state: before.clone(),
+                verifier: v.verifier.clone(),
+                manifest_known: v.manifest_known,
+                new_manifest: None,
+                upgraded: false,
+                downloads: Vec::new(),
+            }
+        };
+        let mut wtxn = match self.storage().write() {
+            Ok(t) => t,
+            Err(e) => return (Vec::new(), Some(e)),
+        };
+        let mut out = Vec::new();
+        let mut err = None;
+        for data in datas {
+            match self.apply_one(&mut wtxn, &mut ctx, data) {
+                Ok(a) => out.push(a),
+                Err(e) => {
+                    err = Some(e);
+                    break;
+                }
+            }
+        }
+        if out.is_empty() {
+            return (out, err);
+        }
+        if let Err(e) = wtxn.commit() {
+            return (Vec::new(), Some(e.into()));
+        }
+        if let Some(m) = ctx.new_manifest {
+            *self.inner.verifier.write().unwrap_or_else(poisoned) = VerifierState {
+                verifier: ctx.verifier,
+                manifest_known: true,
+            };
+            let _ = m;
+        }
+        if ctx.upgraded {
+            let (length, byte_length) = (ctx.state.length, ctx.state.byte_length);
+            *self.inner.state.write().unwrap_or_else(poisoned) = ctx.state;
+            self.emit(LogEvent::Append {
+                length,
+                byte_length,
+            });
+        }
+        if !ctx.downloads.is_empty() {
+            if let Err(e) = self.refresh_contiguous() {
+                return (out, Some(e));
+            }
+            for (index, bytes) in ctx.downloads {
+                self.emit(LogEvent::Download { index, bytes, peer });
+            }
+        }
+        (out, err)
+    }
+
+    fn apply_one(&self, wtxn: &mut RwTxn<'_>, ctx: &mut ApplyCtx, data: &Data) -> Result<Applied> {
+        let mut state = ctx.state.clone();
         if data.fork != state.fork {
             // An empty log has nothing to reconcile: it takes the fork of the first signed upgrade
             // (the signature covers the fork). Otherwise forks are resolved by replication.
@@ -692,65 +766,66 @@ impl Log {
         }
         // A manifest in the proof may tell us how to check signatures.
         let mut new_manifest = None;
-        let verifier = {
-            let v = self.inner.verifier.read().unwrap_or_else(poisoned);
-            match (&data.manifest, v.manifest_known) {
-                (Some(m), false) => {
-                    let ver = Verifier::new(self.inner.key, m.clone())?;
-                    new_manifest = Some(m.clone());
-                    ver
-                }
-                _ => v.verifier.clone(),
+        let verifier = match (&data.manifest, ctx.manifest_known) {
+            (Some(m), false) => {
+                let ver = Verifier::new(self.inner.key, m.clone())?;
+                new_manifest = Some(m.clone());
+                ver
             }
+            _ => ctx.verifier.clone(),
         };
         let prologue = verifier.manifest().prologue.clone();
         let verified = proof::verify(&state, data, prologue.as_ref())?;
-        let txn = self.storage().read()?;
-        let reader = self.nodes(&txn);
-        if let Some(top) = verified.unverified {
-            match reader.node(top.index)? {
-                Some(n) if n.hash == top.hash => {}
-                Some(_) => {
-                    return Err(Error::InvalidProof(format!(
-                        "node {} does not match the stored tree",
-                        top.index
-                    )));
-                }
-                None => {
-                    return Err(Error::InvalidProof(format!(
-                        "node {} does not connect to anything verified locally",
-                        top.index
-                    )));
+        let id = self.inner.id;
+        {
+            let reader = TxnNodes {
+                storage: self.storage(),
+                txn: wtxn,
+                id,
+            };
+            if let Some(top) = verified.unverified {
+                match reader.node(top.index)? {
+                    Some(n) if n.hash == top.hash => {}
+                    Some(_) => {
+                        return Err(Error::InvalidProof(format!(
+                            "node {} does not match the stored tree",
+                            top.index
+                        )));
+                    }
+                    None => {
+                        return Err(Error::InvalidProof(format!(
+                            "node {} does not connect to anything verified locally",
+                            top.index
+                        )));
+                    }
                 }
             }
-        }
-        let mut upgraded_to = None;
-        let tree = verified.tree;
-        if verified.upgraded {
-            let th = tree.hash();
-            if !verifier.verify(&th, tree.length, tree.fork, &tree.signature) {
-                return Err(Error::InvalidSignature(format!(
-                    "the signature for length {} of log {} does not verify",
-                    tree.length,
-                    self.dk_hex()
-                )));
-            }
-            if tree.length > state.length {
-                upgraded_to = Some(tree.length);
-            } else {
-                for r in &tree.roots {
-                    match reader.node(r.index)? {
-                        Some(n) if n.hash == r.hash => {}
-                        _ => {
-                            return Err(Error::Conflict(format!(
-                                "a signed state of length {} does not match the local tree",
-                                tree.length
-                            )));
+            if verified.upgraded {
+                let t = &verified.tree;
+                if !verifier.verify(&t.hash(), t.length, t.fork, &t.signature) {
+                    return Err(Error::InvalidSignature(format!(
+                        "the signature for length {} of log {} does not verify",
+                        t.length,
+                        self.dk_hex()
+                    )));
+                }
+                if t.length <= state.length {
+                    for r in &t.roots {
+                        match reader.node(r.index)? {
+                            Some(n) if n.hash == r.hash => {}
+                            _ => {
+                                return Err(Error::Conflict(format!(
+                                    "a signed state of length {} does not match the local tree",
+                                    t.length
+                                )));
+                            }
                         }
                     }
                 }
             }
         }
+        let tree = verified.tree;
+        let upgraded_to = (verified.upgraded && tree.length > state.length).then_some(tree.length);
         let new_length = upgraded_to.unwrap_or(state.length);
         let block = match &data.block {
             Some(b) if b.index < new_length => Some(b.index),
@@ -762,56 +837,45 @@ impl Log {
             }
             None => None,
         };
-        drop(txn);
-
-        let id = self.inner.id;
-        let mut wtxn = self.storage().write()?;
         for n in &verified.nodes {
             if flat_tree::right_span(n.index) < 2 * new_length {
-                self.storage().node_put(&mut wtxn, id, n)?;
+                self.storage().node_put(wtxn, id, n)?;
             }
         }
         if let (Some(i), Some(b)) = (block, &data.block) {
-            self.storage().block_put(&mut wtxn, id, i, &b.value)?;
+            self.storage().block_put(wtxn, id, i, &b.value)?;
+            ctx.downloads.push((i, b.value.len() as u64));
         }
-        if let Some(m) = &new_manifest {
+        if let Some(m) = new_manifest {
             let mut rec = self
                 .storage()
-                .core_get(&wtxn, &self.inner.discovery_key)?
+                .core_get(wtxn, &self.inner.discovery_key)?
                 .ok_or_else(|| Error::NotFound(format!("log {}", self.dk_hex())))?;
             rec.manifest = Some(m.clone());
             self.storage()
-                .core_put(&mut wtxn, &self.inner.discovery_key, &rec)?;
+                .core_put(wtxn, &self.inner.discovery_key, &rec)?;
+            ctx.verifier = verifier;
+            ctx.manifest_known = true;
+            ctx.new_manifest = Some(m);
         }
         if upgraded_to.is_some() {
             self.storage()
-                .head_put(&mut wtxn, id, &head_record(&tree, tree.hash()))?;
-        }
-        wtxn.commit()?;
-        if let Some(m) = new_manifest {
-            *self.inner.verifier.write().unwrap_or_else(poisoned) = VerifierState {
-                verifier: Verifier::new(self.inner.key, m)?,
-                manifest_known: true,
-            };
-        }
-        let stored_new_block = match (block, &data.block) {
-            (Some(i), Some(b)) => Some((i, b.value.len() as u64)),
-            _ => None,
-        };
-        if let Some(length) = upgraded_to {
-            let byte_length = tree.byte_length;
-            *self.inner.state.write().unwrap_or_else(poisoned) = tree;
-            self.emit(LogEvent::Append {
-                length,
-                byte_length,
-            });
-        }
-        if let Some((index, bytes)) = stored_new_block {
-            self.refresh_contiguous()?;
-            self.emit(LogEvent::Download { index, bytes, peer });
+                .head_put(wtxn, id, &head_record(&tree, tree.hash()))?;
+            ctx.state = tree;
+            ctx.upgraded = true;
         }
         Ok(Applied { upgraded_to, block })
     }
+}
+
+/// What a batch of applied proofs has changed so far (committed only at the end).
+struct ApplyCtx {
+    state: TreeState,
+    verifier: Verifier,
+    manifest_known: bool,
+    new_manifest: Option<Manifest>,
+    upgraded: bool,
+    downloads: Vec<(u64, u64)>,
 }
 
 /// Events buffered per subscriber before a slow one starts missing them (it then sees `Lagged`).

@@ -100,6 +100,7 @@ pub(crate) struct Channel {
     invalid_requests: u32,
     unavailable_requests: u32,
     pub(crate) limits: PeerLimits,
+    pending_data: Vec<crate::proof::Data>,
 }
 
 /// Messages a channel wants sent.
@@ -122,6 +123,7 @@ impl Channel {
             invalid_requests: 0,
             unavailable_requests: 0,
             limits: PeerLimits::default(),
+            pending_data: Vec::new(),
         }
     }
 
@@ -255,7 +257,6 @@ impl Channel {
     pub(crate) fn on_message(
         &mut self,
         msg: Message,
-        peer: u64,
         limits: &PeerLimits,
         out: &mut Outbox,
     ) -> Result<Option<u64>> {
@@ -287,21 +288,8 @@ impl Channel {
                     }
                     None => return Ok(None), // unsolicited push: not accepted
                 }
-                match self.log.apply_from(&d, peer) {
-                    Ok(_) => {}
-                    Err(Error::StaleProof(_) | Error::ForkMismatch { .. } | Error::Conflict(_)) => {
-                    }
-                    Err(
-                        e @ (Error::InvalidProof(_)
-                        | Error::InvalidSignature(_)
-                        | Error::InvalidManifest(_)
-                        | Error::MissingNode(_)
-                        | Error::Decode(_)
-                        | Error::OutOfBounds(_)),
-                    ) => return Err(Error::Protocol(format!("peer sent bad data: {e}"))),
-                    Err(e) => return Err(e),
-                }
-                self.schedule(out);
+                // applied in batches (one commit) by `flush_data`
+                self.pending_data.push(d);
             }
             Message::NoData(n) => {
                 match self.inflight.remove(&n.request) {
@@ -347,6 +335,31 @@ impl Channel {
             }
         }
         Ok(uploaded)
+    }
+
+    /// Verifies and stores the data received since the last call, in one transaction. An `Err`
+    /// means the peer sent something invalid and must be dropped (what was valid is kept).
+    pub(crate) fn flush_data(&mut self, peer: u64, out: &mut Outbox) -> Result<()> {
+        if self.pending_data.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.pending_data);
+        let (_, err) = self.log.apply_batch(&batch, peer);
+        match err {
+            None | Some(Error::StaleProof(_) | Error::ForkMismatch { .. } | Error::Conflict(_)) => {
+            }
+            Some(
+                e @ (Error::InvalidProof(_)
+                | Error::InvalidSignature(_)
+                | Error::InvalidManifest(_)
+                | Error::MissingNode(_)
+                | Error::Decode(_)
+                | Error::OutOfBounds(_)),
+            ) => return Err(Error::Protocol(format!("peer sent bad data: {e}"))),
+            Some(e) => return Err(e),
+        }
+        self.schedule(out);
+        Ok(())
     }
 
     /// Answers a request with a proof, or noData. Returns the block index uploaded, if any.

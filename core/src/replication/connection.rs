@@ -201,6 +201,7 @@ impl Connection {
                 self.on_mux_event(ev)?;
             }
         }
+        self.flush_data()?;
         self.flush()
     }
 
@@ -263,13 +264,12 @@ impl Connection {
                     return Ok(());
                 }
                 let msg = Message::decode(message_type, &payload)?;
-                let peer = self.peer_id;
                 let limits = self.opts.limits;
                 let Some(c) = self.channels.get_mut(&channel) else {
                     return Err(Error::Protocol("a message on an unknown channel".into()));
                 };
                 let mut out = Outbox::new();
-                let uploaded = c.on_message(msg, peer, &limits, &mut out)?;
+                let uploaded = c.on_message(msg, &limits, &mut out)?;
                 let dk = c.log.discovery_key();
                 if let Some(index) = uploaded {
                     self.events.push_back(ConnectionEvent::Upload {
@@ -289,6 +289,20 @@ impl Connection {
                     }
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Applies the data every channel received in this round, one transaction per log.
+    fn flush_data(&mut self) -> Result<()> {
+        let peer = self.peer_id;
+        let ids: Vec<ChannelId> = self.channels.keys().copied().collect();
+        for ch in ids {
+            let mut out = Outbox::new();
+            if let Some(c) = self.channels.get_mut(&ch) {
+                c.flush_data(peer, &mut out)?;
+            }
+            self.send_all(ch, out)?;
         }
         Ok(())
     }
