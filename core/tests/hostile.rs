@@ -1,0 +1,344 @@
+//! Hostile peers: a bad proof, a bad signature, a wrong capability, garbage bytes, a frame over
+//! the size limit, a flood of requests for missing blocks. Each ends with that peer dropped (the
+//! honest side's connection returns an error), nothing wrong stored, and other peers unaffected.
+
+use dat_core::proof::{RequestBlock, RequestUpgrade};
+use dat_core::replication::{Connection, ConnectionOptions, PROTOCOL, PeerLimits, SecureTransport};
+use dat_core::wire::messages::{self, Message, Range, Request, Sync};
+use dat_core::wire::protomux::{ChannelId, Event, Mux};
+use dat_core::{Error, KeyPair, Log, LogOptions, Store};
+
+/// A peer speaking the protocol by hand, so it can lie.
+struct Evil {
+    t: SecureTransport,
+    mux: Mux,
+    ch: Option<ChannelId>,
+    received: Vec<Message>,
+}
+
+impl Evil {
+    fn new() -> Self {
+        Evil {
+            t: SecureTransport::new(true, &KeyPair::generate(), 1 << 24).unwrap(),
+            mux: Mux::new(),
+            ch: None,
+            received: vec![],
+        }
+    }
+
+    /// Exchanges bytes with `honest` until both are quiet; returns the honest side's verdict.
+    fn pump(&mut self, honest: &mut Connection) -> Result<(), Error> {
+        for _ in 0..64 {
+            while let Some(f) = self.mux.next_frame() {
+                self.t.send(&f).unwrap();
+            }
+            let out = self.t.take_output();
+            if !out.is_empty() {
+                honest.receive(&out)?;
+            }
+            let back = honest.take_output();
+            if out.is_empty() && back.is_empty() {
+                return Ok(());
+            }
+            self.t.receive(&back).unwrap();
+            while let Some(m) = self.t.next_message() {
+                self.mux.receive(&m).unwrap();
+                while let Some(ev) = self.mux.next_event() {
+                    if let Event::Message {
+                        message_type,
+                        payload,
+                        ..
+                    } = ev
+                    {
+                        self.received
+                            .push(Message::decode(message_type, &payload).unwrap());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn open(&mut self, log_key: &[u8; 32], capability_ok: bool) {
+        let hh = self.t.handshake().unwrap().handshake_hash;
+        let mut cap = messages::capability(true, log_key, &hh);
+        if !capability_ok {
+            cap[0] ^= 1;
+        }
+        let hs = messages::Handshake {
+            seeks: true,
+            capability: cap,
+        }
+        .encode();
+        let dk = dat_core::crypto::discovery_key(log_key);
+        self.ch = Some(self.mux.open(PROTOCOL, Some(&dk), &hs).unwrap());
+    }
+
+    fn send(&mut self, m: &Message) {
+        let (t, p) = m.encode();
+        self.mux.send(self.ch.unwrap(), t, &p).unwrap();
+    }
+
+    fn requests(&self) -> Vec<Request> {
+        self.received
+            .iter()
+            .filter_map(|m| {
+                if let Message::Request(r) = m {
+                    Some(*r)
+                } else {
+                    None
+                }
+            })
+            .collect()
+    }
+}
+
+fn writer(dir: &std::path::Path, n: usize) -> (Store, Log) {
+    let store = Store::open(dir).unwrap();
+    let log = store.create_log(LogOptions::default()).unwrap();
+    let blocks: Vec<Vec<u8>> = (0..n).map(|i| vec![i as u8; 100 + i]).collect();
+    log.append_batch(&blocks).unwrap();
+    (store, log)
+}
+
+fn honest(store: &Store, log: &Log, opts: ConnectionOptions) -> Connection {
+    let mut c = Connection::new(store.clone(), false, &KeyPair::generate(), opts).unwrap();
+    c.replicate(log, false).unwrap();
+    c
+}
+
+/// Runs a malicious writer against an honest reader; `tamper` edits the data answering the upgrade.
+fn lying_writer(tamper: impl Fn(&mut dat_core::proof::Data)) -> (Error, Log) {
+    let (wd, rd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (_ws, wlog) = writer(wd.path(), 40);
+    let rstore = Store::open(rd.path()).unwrap();
+    let rlog = rstore.open_log(&wlog.key(), None).unwrap();
+    let mut reader = honest(&rstore, &rlog, ConnectionOptions::default());
+    let mut evil = Evil::new();
+    evil.pump(&mut reader).unwrap();
+    evil.open(&wlog.key(), true);
+    evil.send(&Message::Sync(Sync {
+        fork: 0,
+        length: 40,
+        can_upgrade: true,
+        uploading: true,
+        has_manifest: true,
+        ..Default::default()
+    }));
+    evil.send(&Message::Range(Range {
+        drop: false,
+        start: 0,
+        length: 40,
+    }));
+    evil.pump(&mut reader).unwrap();
+    let up = evil
+        .requests()
+        .into_iter()
+        .find(|r| r.upgrade.is_some())
+        .expect("the reader asks for an upgrade");
+    let mut data = wlog.proof(&up.proof_request()).unwrap();
+    data.request = up.id;
+    data.manifest = wlog.manifest();
+    tamper(&mut data);
+    evil.send(&Message::Data(data));
+    let err = evil.pump(&mut reader).unwrap_err();
+    (err, rlog)
+}
+
+#[test]
+fn a_bad_proof_drops_the_peer_and_stores_nothing() {
+    let (err, rlog) = lying_writer(|d| d.upgrade.as_mut().unwrap().nodes[0].hash[3] ^= 1);
+    assert!(matches!(err, Error::Protocol(_)), "{err}");
+    assert!(err.to_string().contains("bad data"), "{err}");
+    assert_eq!(rlog.length(), 0);
+    assert_eq!(rlog.node(0).unwrap(), None);
+}
+
+#[test]
+fn a_bad_signature_drops_the_peer_and_stores_nothing() {
+    let (err, rlog) = lying_writer(|d| {
+        let s = &mut d.upgrade.as_mut().unwrap().signature;
+        let n = s.len();
+        s[n - 8] ^= 1;
+    });
+    assert!(err.to_string().contains("signature"), "{err}");
+    assert_eq!(rlog.length(), 0);
+}
+
+#[test]
+fn a_wrong_capability_drops_the_peer() {
+    let (wd, _) = (tempfile::tempdir().unwrap(), ());
+    let (ws, wlog) = writer(wd.path(), 5);
+    let mut w = honest(&ws, &wlog, ConnectionOptions::default());
+    let mut evil = Evil::new();
+    evil.pump(&mut w).unwrap();
+    evil.open(&wlog.key(), false);
+    let err = evil.pump(&mut w).unwrap_err();
+    assert!(err.to_string().contains("capability"), "{err}");
+    assert!(
+        evil.received.iter().all(|m| !matches!(m, Message::Data(_))),
+        "nothing was served"
+    );
+}
+
+#[test]
+fn garbage_bytes_and_oversize_frames_drop_the_peer() {
+    let (wd, _) = (tempfile::tempdir().unwrap(), ());
+    let (ws, wlog) = writer(wd.path(), 5);
+    // garbage instead of a handshake
+    let mut w = honest(&ws, &wlog, ConnectionOptions::default());
+    let garbage: Vec<u8> = (0..500u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 7) as u8)
+        .collect();
+    let mut framed = vec![32, 0, 0];
+    framed.extend_from_slice(&garbage[..32]);
+    assert!(w.receive(&framed).is_err() || w.receive(&garbage).is_err());
+    // garbage after a good handshake
+    let mut w = honest(&ws, &wlog, ConnectionOptions::default());
+    let mut evil = Evil::new();
+    evil.pump(&mut w).unwrap();
+    let mut bad = vec![40, 0, 0];
+    bad.extend_from_slice(&garbage[..40]);
+    assert!(matches!(w.receive(&bad).unwrap_err(), Error::Handshake(_)));
+    // a frame over the limit is refused from its length prefix alone
+    let mut w = honest(
+        &ws,
+        &wlog,
+        ConnectionOptions {
+            max_frame: 1 << 20,
+            ..Default::default()
+        },
+    );
+    let err = w.receive(&[0xff, 0xff, 0x7f]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::FrameTooLarge {
+                size: 0x7fffff,
+                max: 1048576
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_flood_of_requests_for_missing_blocks_drops_the_peer_while_others_replicate() {
+    let wd = tempfile::tempdir().unwrap();
+    let (ws, wlog) = writer(wd.path(), 30);
+    wlog.clear(10, 30).unwrap(); // the writer lacks blocks 10..30
+    let limits = PeerLimits {
+        max_unavailable_requests: 200,
+        ..Default::default()
+    };
+    let opts = ConnectionOptions {
+        limits,
+        ..Default::default()
+    };
+    let mut w = honest(&ws, &wlog, opts.clone());
+    let mut evil = Evil::new();
+    evil.pump(&mut w).unwrap();
+    evil.open(&wlog.key(), true);
+    evil.pump(&mut w).unwrap();
+    let mut dropped = None;
+    for id in 1..=1000u64 {
+        evil.send(&Message::Request(Request {
+            id,
+            fork: 0,
+            block: Some(RequestBlock {
+                index: 10 + id % 20,
+                nodes: 0,
+            }),
+            ..Default::default()
+        }));
+        if let Err(e) = evil.pump(&mut w) {
+            dropped = Some((id, e));
+            break;
+        }
+    }
+    let (after, err) = dropped.expect("the flooding peer was dropped");
+    assert!(after <= 201, "dropped after {after} requests");
+    assert!(err.to_string().contains("does not have"), "{err}");
+    let no_data = evil
+        .received
+        .iter()
+        .filter(|m| matches!(m, Message::NoData(_)))
+        .count();
+    assert_eq!(no_data, 200);
+
+    // another peer of the same writer is unaffected
+    let rd = tempfile::tempdir().unwrap();
+    let rs = Store::open(rd.path()).unwrap();
+    let rlog = rs.open_log(&wlog.key(), None).unwrap();
+    let mut reader = Connection::new(
+        rs.clone(),
+        true,
+        &KeyPair::generate(),
+        ConnectionOptions::default(),
+    )
+    .unwrap();
+    reader.replicate(&rlog, false).unwrap();
+    let mut w2 = honest(&ws, &wlog, opts);
+    for _ in 0..64 {
+        let a = reader.take_output();
+        if !a.is_empty() {
+            w2.receive(&a).unwrap();
+        }
+        let b = w2.take_output();
+        if a.is_empty() && b.is_empty() {
+            break;
+        }
+        reader.receive(&b).unwrap();
+    }
+    assert_eq!(rlog.length(), 30);
+    assert_eq!(
+        rlog.has_count(0, 30).unwrap(),
+        10,
+        "the blocks the writer has"
+    );
+    assert_eq!(rlog.get(9).unwrap(), wlog.get(9).unwrap());
+}
+
+#[test]
+fn upgrade_requests_beyond_the_log_are_invalid_and_counted() {
+    let wd = tempfile::tempdir().unwrap();
+    let (ws, wlog) = writer(wd.path(), 8);
+    let limits = PeerLimits {
+        max_invalid_requests: 10,
+        ..Default::default()
+    };
+    let mut w = honest(
+        &ws,
+        &wlog,
+        ConnectionOptions {
+            limits,
+            ..Default::default()
+        },
+    );
+    let mut evil = Evil::new();
+    evil.pump(&mut w).unwrap();
+    evil.open(&wlog.key(), true);
+    evil.pump(&mut w).unwrap();
+    let mut result = Ok(());
+    for id in 1..=20u64 {
+        evil.send(&Message::Request(Request {
+            id,
+            fork: 0,
+            upgrade: Some(RequestUpgrade {
+                start: 5,
+                length: 100,
+            }),
+            ..Default::default()
+        }));
+        result = evil.pump(&mut w);
+        if result.is_err() {
+            break;
+        }
+    }
+    assert!(
+        result
+            .unwrap_err()
+            .to_string()
+            .contains("too many invalid requests")
+    );
+}
