@@ -176,8 +176,15 @@ impl Connection {
         Ok(())
     }
 
-    /// Feeds bytes read from the socket.
+    /// Feeds bytes read from the socket and applies the data they carried.
     pub fn receive(&mut self, bytes: &[u8]) -> Result<()> {
+        self.receive_deferred(bytes)?;
+        self.apply_received()
+    }
+
+    /// Like [`Connection::receive`], but keeps received blocks until [`Connection::apply_received`]:
+    /// a caller that has several reads at hand stores them in one transaction (one fsync).
+    pub fn receive_deferred(&mut self, bytes: &[u8]) -> Result<()> {
         self.transport.receive(bytes)?;
         if !self.connected && self.transport.is_established() {
             self.connected = true;
@@ -201,7 +208,6 @@ impl Connection {
                 self.on_mux_event(ev)?;
             }
         }
-        self.flush_data()?;
         self.flush()
     }
 
@@ -293,7 +299,13 @@ impl Connection {
         Ok(())
     }
 
-    /// Applies the data every channel received in this round, one transaction per log.
+    /// Verifies and stores the data received so far, one transaction per log, and sends the
+    /// requests that frees up.
+    pub fn apply_received(&mut self) -> Result<()> {
+        self.flush_data()?;
+        self.flush()
+    }
+
     fn flush_data(&mut self) -> Result<()> {
         let peer = self.peer_id;
         let ids: Vec<ChannelId> = self.channels.keys().copied().collect();

@@ -142,8 +142,39 @@ where
             n = rd.read(&mut buf) => match n {
                 Ok(0) => break Ok(()),
                 Ok(n) => {
-                    if let Err(e) = conn.receive(&buf[..n]) {
+                    if let Err(e) = conn.receive_deferred(&buf[..n]) {
                         break Err(e);
+                    }
+                    // Take whatever else is already readable, so that the blocks of many reads
+                    // are stored in one transaction.
+                    let mut eof = false;
+                    let mut failed = None;
+                    let mut taken = n;
+                    while taken < MAX_DEFERRED {
+                        tokio::select! {
+                            biased;
+                            r = rd.read(&mut buf) => match r {
+                                Ok(0) => { eof = true; break }
+                                Ok(n) => {
+                                    taken += n;
+                                    if let Err(e) = conn.receive_deferred(&buf[..n]) {
+                                        failed = Some(e);
+                                        break;
+                                    }
+                                }
+                                Err(_) => { eof = true; break }
+                            },
+                            () = std::future::ready(()) => break,
+                        }
+                    }
+                    if let Some(e) = failed {
+                        break Err(e);
+                    }
+                    if let Err(e) = conn.apply_received() {
+                        break Err(e);
+                    }
+                    if eof {
+                        break Ok(());
                     }
                 }
                 Err(e) => break Err(e.into()),
@@ -177,6 +208,9 @@ where
     let _ = writer.await;
     result
 }
+
+/// Bytes read before the received blocks are stored.
+const MAX_DEFERRED: usize = 8 << 20;
 
 fn conn_store_log(conn: &Connection, dk: &Hash) -> Option<Log> {
     conn.store().by_discovery_key(dk).ok().flatten()
