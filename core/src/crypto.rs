@@ -1,7 +1,7 @@
 //! Hashes, namespaces and keys, byte for byte as `hypercore-crypto` computes them.
 
 use blake2b_simd::{Params, State};
-use ed25519_dalek::{Signer as _, SigningKey, Verifier as _, VerifyingKey};
+use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 
 use crate::tree::Node;
 
@@ -223,7 +223,8 @@ pub fn verify(public_key: &[u8; 32], msg: &[u8], signature: &[u8]) -> bool {
     let Ok(vk) = VerifyingKey::from_bytes(public_key) else {
         return false;
     };
-    vk.verify(msg, &ed25519_dalek::Signature::from_bytes(&sig))
+    // strict, as libsodium: rejects small-order keys and R points, and non-canonical encodings
+    vk.verify_strict(msg, &ed25519_dalek::Signature::from_bytes(&sig))
         .is_ok()
 }
 

@@ -263,6 +263,18 @@ struct Indexed {
 /// caller reads the block value). Node order is the reference's, so the encoding is identical.
 pub fn generate(tree: &TreeState, reader: &impl NodeReader, req: &ProofRequest) -> Result<Data> {
     let head = 2 * tree.length;
+    // Everything a remote names must lie inside this tree before any flat-tree arithmetic.
+    if let Some(u) = req.upgrade
+        && (u.start > tree.length || u.length > tree.length)
+    {
+        return Err(invalid("Invalid upgrade"));
+    }
+    if req.block.is_some_and(|b| b.index >= tree.length)
+        || req.hash.is_some_and(|h| h.index >= head)
+        || req.block.or(req.hash).is_some_and(|b| b.nodes > 64)
+    {
+        return Err(invalid("Invalid block request"));
+    }
     let from = req.upgrade.map_or(0, |u| u.start * 2);
     let to = req
         .upgrade
@@ -832,12 +844,50 @@ fn verify_upgrade(
     Ok(q.extra.is_none())
 }
 
+/// Largest flat index a proof node may have (a tree of 2^61 blocks), so that flat-tree arithmetic
+/// on untrusted indices cannot overflow.
+const MAX_NODE_INDEX: u64 = 1 << 62;
+/// Largest byte size a proof node may claim (the reference's numbers stop at 2^53), so that sums of
+/// sizes cannot overflow.
+const MAX_NODE_SIZE: u64 = 1 << 53;
+
+fn check_nodes(data: &Data) -> Result<()> {
+    let lists = [
+        data.block.as_ref().map(|b| &b.nodes[..]),
+        data.hash.as_ref().map(|h| &h.nodes[..]),
+        data.seek.as_ref().map(|s| &s.nodes[..]),
+        data.upgrade.as_ref().map(|u| &u.nodes[..]),
+        data.upgrade.as_ref().map(|u| &u.additional_nodes[..]),
+    ];
+    for nodes in lists.into_iter().flatten() {
+        if nodes.len() > 128 {
+            return Err(Error::InvalidProof("a proof with more than 128 nodes in one part".into()));
+        }
+        if let Some(n) = nodes.iter().find(|n| n.index >= MAX_NODE_INDEX || n.size > MAX_NODE_SIZE) {
+            return Err(Error::InvalidProof(format!(
+                "node {} of size {} is outside any possible tree",
+                n.index, n.size
+            )));
+        }
+    }
+    if data.block.as_ref().is_some_and(|b| b.index >= MAX_NODE_INDEX / 2)
+        || data.hash.as_ref().is_some_and(|h| h.index >= MAX_NODE_INDEX)
+        || data.upgrade.as_ref().is_some_and(|u| {
+            u.start >= MAX_NODE_INDEX / 4 || u.length >= MAX_NODE_INDEX / 4
+        })
+    {
+        return Err(Error::InvalidProof("an index outside any possible tree".into()));
+    }
+    Ok(())
+}
+
 /// Checks the hashes of a proof against `state` (the verifier's current signed state).
 pub fn verify(
     state: &TreeState,
     data: &Data,
     prologue: Option<&crate::manifest::Prologue>,
 ) -> Result<VerifiedProof> {
+    check_nodes(data)?;
     let mut nodes = Vec::new();
     let mut unverified = verify_tree(data, &mut nodes)?;
     let mut tree = state.clone();

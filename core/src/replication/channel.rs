@@ -16,27 +16,29 @@ pub(crate) enum Inflight {
     Block(u64),
 }
 
+/// Most separate ranges kept per set (bounds memory and time against hostile availability claims).
+const MAX_RANGES: usize = 4096;
+
 /// A sorted set of half-open block ranges.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct RangeSet(Vec<(u64, u64)>);
 
 impl RangeSet {
     pub(crate) fn insert(&mut self, start: u64, end: u64) {
-        if start >= end {
+        if start >= end || self.0.len() >= MAX_RANGES {
+            // a peer describing its blocks in more pieces than this is not believed further
             return;
         }
-        let (mut s, mut e) = (start, end);
-        self.0.retain(|&(a, b)| {
-            if b < s || a > e {
-                true
-            } else {
-                s = s.min(a);
-                e = e.max(b);
-                false
-            }
-        });
-        let pos = self.0.partition_point(|&(a, _)| a < s);
-        self.0.insert(pos, (s, e));
+        // ranges lo..hi overlap or touch [start, end]
+        let lo = self.0.partition_point(|&(_, b)| b < start);
+        let hi = self.0.partition_point(|&(a, _)| a <= end);
+        if lo < hi {
+            let s = start.min(self.0[lo].0);
+            let e = end.max(self.0[hi - 1].1);
+            self.0.splice(lo..hi, [(s, e)]);
+        } else {
+            self.0.insert(lo, (start, end));
+        }
     }
 
     pub(crate) fn remove(&mut self, start: u64, end: u64) {
@@ -314,12 +316,20 @@ impl Channel {
             }
             Message::Unwant(_) | Message::Extension(_) => {}
             Message::Bitfield(b) => {
-                for (w, word) in b.bitfield.iter().enumerate() {
-                    for bit in 0..32u64 {
-                        if word & (1 << bit) != 0 {
-                            let i = b.start + 32 * w as u64 + bit;
-                            self.remote_has.insert(i, i + 1);
+                // runs of set bits become ranges; indexes past any possible log are ignored
+                let mut run: Option<u64> = None;
+                let bits = (b.bitfield.len() as u64).saturating_mul(32);
+                for k in 0..=bits {
+                    let set = k < bits && b.bitfield[(k / 32) as usize] & (1 << (k % 32)) != 0;
+                    match (set, run) {
+                        (true, None) => run = Some(k),
+                        (false, Some(s)) => {
+                            run = None;
+                            if let (Some(a), Some(e)) = (b.start.checked_add(s), b.start.checked_add(k)) {
+                                self.remote_has.insert(a, e);
+                            }
                         }
+                        _ => {}
                     }
                 }
                 self.schedule(out);
