@@ -861,22 +861,36 @@ fn check_nodes(data: &Data) -> Result<()> {
     ];
     for nodes in lists.into_iter().flatten() {
         if nodes.len() > 128 {
-            return Err(Error::InvalidProof("a proof with more than 128 nodes in one part".into()));
+            return Err(Error::InvalidProof(
+                "a proof with more than 128 nodes in one part".into(),
+            ));
         }
-        if let Some(n) = nodes.iter().find(|n| n.index >= MAX_NODE_INDEX || n.size > MAX_NODE_SIZE) {
+        if let Some(n) = nodes
+            .iter()
+            .find(|n| n.index >= MAX_NODE_INDEX || n.size > MAX_NODE_SIZE)
+        {
             return Err(Error::InvalidProof(format!(
                 "node {} of size {} is outside any possible tree",
                 n.index, n.size
             )));
         }
     }
-    if data.block.as_ref().is_some_and(|b| b.index >= MAX_NODE_INDEX / 2)
-        || data.hash.as_ref().is_some_and(|h| h.index >= MAX_NODE_INDEX)
-        || data.upgrade.as_ref().is_some_and(|u| {
-            u.start >= MAX_NODE_INDEX / 4 || u.length >= MAX_NODE_INDEX / 4
-        })
+    if data
+        .block
+        .as_ref()
+        .is_some_and(|b| b.index >= MAX_NODE_INDEX / 2)
+        || data
+            .hash
+            .as_ref()
+            .is_some_and(|h| h.index >= MAX_NODE_INDEX)
+        || data
+            .upgrade
+            .as_ref()
+            .is_some_and(|u| u.start >= MAX_NODE_INDEX / 4 || u.length >= MAX_NODE_INDEX / 4)
     {
-        return Err(Error::InvalidProof("an index outside any possible tree".into()));
+        return Err(Error::InvalidProof(
+            "an index outside any possible tree".into(),
+        ));
     }
     Ok(())
 }
