@@ -24,6 +24,13 @@ run rust cargo test --workspace --no-fail-fast
 read -r p f < <(grep -E '^test result:' "$LOG/rust.log" | awk '{p+=$4; f+=$6} END {print p+0, f+0}')
 pass=$((pass + p)); fail=$((fail + f))
 
+# Fuzz regressions: every fuzz target (fuzz/) over its fuzz/regressions files and seeded
+# pseudo-random inputs, on stable. The fuzz crate is outside the workspace; sharing target/ reuses
+# the workspace's compiled dependencies instead of building them again in fuzz/target.
+run fuzz-regressions env CARGO_TARGET_DIR=target cargo test --manifest-path fuzz/Cargo.toml --no-fail-fast
+read -r p f < <(grep -E '^test result:' "$LOG/fuzz-regressions.log" | awk '{p+=$4; f+=$6} END {print p+0, f+0}')
+pass=$((pass + p)); fail=$((fail + f))
+
 # Lint: formatting and clippy count as one check each.
 if run fmt cargo fmt --all --check; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
 if run clippy cargo clippy --workspace --all-targets -- -D warnings; then pass=$((pass + 1)); else fail=$((fail + 1)); fi

@@ -9,6 +9,13 @@ use std::time::Instant;
 use dat_core::proof::{self, ProofRequest, RequestBlock, RequestUpgrade};
 use dat_core::{Durability, KeyPair, Log, LogOptions, Store, StoreOptions};
 
+/// Each append workload runs with the store's default durability and with the others.
+const DURABILITIES: [(&str, Durability); 3] = [
+    ("", Durability::Full),
+    ("_nometasync", Durability::NoMetaSync),
+    ("_nosync", Durability::NoSync),
+];
+
 struct Mulberry(u32);
 impl Mulberry {
     fn next(&mut self) -> u32 {
@@ -77,7 +84,7 @@ fn main() {
     let scale = |n: usize| if quick { n / 10 } else { n };
     let kib = vec![7u8; 1024];
 
-    for (suffix, durability) in [("", Durability::Full), ("_nosync", Durability::NoSync)] {
+    for (suffix, durability) in DURABILITIES {
         let n = scale(5000);
         bench(
             &format!("append_1k_single{suffix}"),
@@ -97,7 +104,7 @@ fn main() {
         );
     }
     let n = scale(100_000);
-    for (suffix, durability) in [("", Durability::Full), ("_nosync", Durability::NoSync)] {
+    for (suffix, durability) in DURABILITIES {
         bench(
             &format!("append_1k_batch1000{suffix}"),
             n,
@@ -117,7 +124,7 @@ fn main() {
             },
         );
     }
-    for (suffix, durability) in [("", Durability::Full), ("_nosync", Durability::NoSync)] {
+    for (suffix, durability) in DURABILITIES {
         let n = scale(2000);
         bench(
             &format!("append_64k{suffix}"),

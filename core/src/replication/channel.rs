@@ -325,7 +325,9 @@ impl Channel {
                         (true, None) => run = Some(k),
                         (false, Some(s)) => {
                             run = None;
-                            if let (Some(a), Some(e)) = (b.start.checked_add(s), b.start.checked_add(k)) {
+                            if let (Some(a), Some(e)) =
+                                (b.start.checked_add(s), b.start.checked_add(k))
+                            {
                                 self.remote_has.insert(a, e);
                             }
                         }
