@@ -84,14 +84,7 @@ impl SecureTransport {
                         encode_frame_into(&reply, &mut self.out)?;
                     }
                     if hs.is_done() {
-                        let result = hs
-                            .result()
-                            .cloned()
-                            .ok_or_else(|| Error::Handshake("no handshake result".into()))?;
-                        let (stream, header) = SecretStream::new(&result);
-                        encode_frame_into(&header, &mut self.out)?;
-                        self.result = Some(result);
-                        self.phase = Phase::Stream(Box::new(stream));
+                        self.start_stream()?;
                     }
                 }
                 Phase::Stream(stream) => {
@@ -112,15 +105,24 @@ impl SecureTransport {
         if let Phase::Handshake(hs) = &self.phase
             && hs.is_done()
         {
-            let result = hs
-                .result()
-                .cloned()
-                .ok_or_else(|| Error::Handshake("no handshake result".into()))?;
-            let (stream, header) = SecretStream::new(&result);
-            encode_frame_into(&header, &mut self.out)?;
-            self.result = Some(result);
-            self.phase = Phase::Stream(Box::new(stream));
+            self.start_stream()?;
         }
+        Ok(())
+    }
+
+    /// After the handshake: queue this side's secret-stream header and switch to the stream.
+    fn start_stream(&mut self) -> Result<()> {
+        let Phase::Handshake(hs) = &self.phase else {
+            return Ok(());
+        };
+        let result = hs
+            .result()
+            .cloned()
+            .ok_or_else(|| Error::Handshake("no handshake result".into()))?;
+        let (stream, header) = SecretStream::new(&result);
+        encode_frame_into(&header, &mut self.out)?;
+        self.result = Some(result);
+        self.phase = Phase::Stream(Box::new(stream));
         Ok(())
     }
 
