@@ -103,6 +103,8 @@ pub(crate) struct Channel {
     unavailable_requests: u32,
     pub(crate) limits: PeerLimits,
     pending_data: Vec<crate::proof::Data>,
+    /// Blocks received but not yet stored (so scheduling on arrival does not ask for them again).
+    pending_blocks: HashSet<u64>,
 }
 
 /// Messages a channel wants sent.
@@ -126,6 +128,7 @@ impl Channel {
             unavailable_requests: 0,
             limits: PeerLimits::default(),
             pending_data: Vec::new(),
+            pending_blocks: HashSet::new(),
         }
     }
 
@@ -236,7 +239,11 @@ impl Channel {
             scanned += 1;
             let i = index;
             index += 1;
-            if !self.wants(i) || !self.remote_has(i) || self.inflight_blocks.contains(&i) {
+            if !self.wants(i)
+                || !self.remote_has(i)
+                || self.inflight_blocks.contains(&i)
+                || self.pending_blocks.contains(&i)
+            {
                 continue;
             }
             if self.log.has(i).unwrap_or(true) {
@@ -281,6 +288,7 @@ impl Channel {
                     Some(Inflight::Upgrade) => self.upgrade_inflight = false,
                     Some(Inflight::Block(i)) => {
                         self.inflight_blocks.remove(&i);
+                        self.pending_blocks.insert(i);
                     }
                     None if d.request != 0 => {
                         return Err(Error::Protocol(format!(
@@ -290,8 +298,10 @@ impl Channel {
                     }
                     None => return Ok(None), // unsolicited push: not accepted
                 }
-                // applied in batches (one commit) by `flush_data`
+                // applied in batches (one commit) by `flush_data`; meanwhile the freed request
+                // slot is refilled at once, so the peer keeps sending while this side stores
                 self.pending_data.push(d);
+                self.schedule(out);
             }
             Message::NoData(n) => {
                 match self.inflight.remove(&n.request) {
@@ -356,6 +366,7 @@ impl Channel {
             return Ok(());
         }
         let batch = std::mem::take(&mut self.pending_data);
+        self.pending_blocks.clear();
         let (_, err) = self.log.apply_batch(&batch, peer);
         match err {
             None | Some(Error::StaleProof(_) | Error::ForkMismatch { .. } | Error::Conflict(_)) => {

@@ -170,6 +170,15 @@ where
                     if let Some(e) = failed {
                         break Err(e);
                     }
+                    // Send the requests the arrivals freed before storing them, and let the writer
+                    // task run, so the peer works while this side verifies and commits.
+                    let out = conn.take_output();
+                    if !out.is_empty() {
+                        if out_tx.send(out).is_err() {
+                            break Ok(());
+                        }
+                        tokio::task::yield_now().await;
+                    }
                     if let Err(e) = conn.apply_received() {
                         break Err(e);
                     }
