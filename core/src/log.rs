@@ -255,19 +255,24 @@ impl Log {
         let verifier = Verifier::new(self.inner.key, manifest.clone())?;
         let _w = self.lock_writes();
         let mut txn = self.storage().write()?;
-        let mut rec = self
-            .storage()
-            .core_get(&txn, &self.inner.discovery_key)?
-            .ok_or_else(|| Error::NotFound(format!("log {}", self.dk_hex())))?;
-        rec.manifest = Some(manifest);
-        self.storage()
-            .core_put(&mut txn, &self.inner.discovery_key, &rec)?;
+        self.store_manifest(&mut txn, manifest)?;
         txn.commit()?;
         *v = VerifierState {
             verifier,
             manifest_known: true,
         };
         Ok(())
+    }
+
+    /// Records the manifest in the log's store record (inside the caller's transaction).
+    fn store_manifest(&self, txn: &mut RwTxn<'_>, manifest: Manifest) -> Result<()> {
+        let dk = &self.inner.discovery_key;
+        let mut rec = self
+            .storage()
+            .core_get(txn, dk)?
+            .ok_or_else(|| Error::NotFound(format!("log {}", self.dk_hex())))?;
+        rec.manifest = Some(manifest);
+        self.storage().core_put(txn, dk, &rec)
     }
 
     // --- state ---------------------------------------------------------------------------------
@@ -698,7 +703,7 @@ impl Log {
                 state: before.clone(),
                 verifier: v.verifier.clone(),
                 manifest_known: v.manifest_known,
-                new_manifest: None,
+                manifest_learned: false,
                 upgraded: false,
                 downloads: Vec::new(),
             }
@@ -724,12 +729,11 @@ impl Log {
         if let Err(e) = wtxn.commit() {
             return (Vec::new(), Some(e.into()));
         }
-        if let Some(m) = ctx.new_manifest {
+        if ctx.manifest_learned {
             *self.inner.verifier.write().unwrap_or_else(poisoned) = VerifierState {
                 verifier: ctx.verifier,
                 manifest_known: true,
             };
-            let _ = m;
         }
         if ctx.upgraded {
             let (length, byte_length) = (ctx.state.length, ctx.state.byte_length);
@@ -847,16 +851,10 @@ impl Log {
             ctx.downloads.push((i, b.value.len() as u64));
         }
         if let Some(m) = new_manifest {
-            let mut rec = self
-                .storage()
-                .core_get(wtxn, &self.inner.discovery_key)?
-                .ok_or_else(|| Error::NotFound(format!("log {}", self.dk_hex())))?;
-            rec.manifest = Some(m.clone());
-            self.storage()
-                .core_put(wtxn, &self.inner.discovery_key, &rec)?;
+            self.store_manifest(wtxn, m)?;
             ctx.verifier = verifier;
             ctx.manifest_known = true;
-            ctx.new_manifest = Some(m);
+            ctx.manifest_learned = true;
         }
         if upgraded_to.is_some() {
             self.storage()
@@ -873,7 +871,8 @@ struct ApplyCtx {
     state: TreeState,
     verifier: Verifier,
     manifest_known: bool,
-    new_manifest: Option<Manifest>,
+    /// The manifest became known in this batch.
+    manifest_learned: bool,
     upgraded: bool,
     downloads: Vec<(u64, u64)>,
 }

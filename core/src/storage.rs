@@ -303,10 +303,10 @@ impl Storage {
         to: u64,
     ) -> Result<()> {
         if from < to {
-            let range = pos_key(id, from)[..].to_vec()..pos_key(id, to)[..].to_vec();
+            let (start, end) = (pos_key(id, from), pos_key(id, to));
             let r: (std::ops::Bound<&[u8]>, std::ops::Bound<&[u8]>) = (
-                std::ops::Bound::Included(&range.start[..]),
-                std::ops::Bound::Excluded(&range.end[..]),
+                std::ops::Bound::Included(&start[..]),
+                std::ops::Bound::Excluded(&end[..]),
             );
             self.nodes.delete_range(txn, &r)?;
         }
