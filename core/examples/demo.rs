@@ -75,9 +75,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         (index, within),
         "the writer's own byte seek agrees"
     );
-    conn.want(&reader, index, index + 1);
-    until(&reader, "the block", |l| l.has(index).unwrap_or(false)).await?;
-    let got = reader.get(index)?;
+    // a read of a block that is not local fetches it at the top priority
+    let got = reader
+        .get_async(index, Some(std::time::Duration::from_secs(30)))
+        .await?;
     assert_eq!(got, block(index));
     println!(
         "sparse reader: byte {offset} is block {index} offset {within}: {:#04x}; it holds {} of {} blocks",
@@ -89,11 +90,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 3. A live append on the writer reaches the reader.
     log.append(b"a line appended while the reader watches")?;
     until(&reader, "the live append", |l| l.length() == 1025).await?;
-    conn.want(&reader, 1024, 1025);
-    until(&reader, "the appended block", |l| {
-        l.has(1024).unwrap_or(false)
-    })
-    .await?;
+    reader
+        .get_async(1024, Some(std::time::Duration::from_secs(30)))
+        .await?;
     println!(
         "sparse reader: live append arrived: {:?}",
         String::from_utf8_lossy(&reader.get(1024)?)

@@ -93,4 +93,10 @@ pub enum Error {
     /// A bad argument.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A wait ran out of time (a block or range that no peer delivered in time).
+    #[error("timed out: {0}")]
+    Timeout(String),
+    /// A wait was abandoned (its range was withdrawn, or the log closed).
+    #[error("cancelled: {0}")]
+    Cancelled(String),
 }

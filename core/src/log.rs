@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::flat_tree::{self, Iter};
 use crate::manifest::{Manifest, Verifier};
 use crate::proof::{self, Data, ProofRequest};
+use crate::replication::Replicator;
 use crate::storage::{CoreRecord, HeadRecord, ReadTxn, TxnNodes, hex};
 use crate::store::StoreInner;
 use crate::tree::{Node, NodeReader, TreeState};
@@ -68,6 +69,8 @@ pub(crate) struct LogInner {
     /// Length of the prefix of blocks all stored locally.
     contiguous: std::sync::atomic::AtomicU64,
     events: tokio::sync::broadcast::Sender<LogEvent>,
+    /// The replication scheduler of this log, created when it is first replicated or waited on.
+    replicator: std::sync::OnceLock<Arc<Replicator>>,
 }
 
 struct VerifierState {
@@ -183,6 +186,7 @@ impl Log {
                 truncations: RwLock::new(Vec::new()),
                 contiguous: std::sync::atomic::AtomicU64::new(contiguous),
                 events: tokio::sync::broadcast::channel(EVENT_BUFFER).0,
+                replicator: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -453,6 +457,9 @@ impl Log {
             length: out.0,
             byte_length: out.1,
         });
+        if let Some(r) = self.inner.replicator.get() {
+            r.on_local_append(old.length, out.0);
+        }
         Ok(out)
     }
 
@@ -569,6 +576,25 @@ impl Log {
         let end = end.min(self.length());
         let txn = self.storage().read()?;
         self.storage().block_count(&txn, self.inner.id, start, end)
+    }
+
+    /// The replication state of this log, shared by every connection replicating it (created on
+    /// first use; sparse until [`Log::set_sparse`]`(false)` or a non-sparse replication).
+    pub fn replicator(&self) -> Arc<Replicator> {
+        self.inner
+            .replicator
+            .get_or_init(|| {
+                let _w = self.lock_writes();
+                let length = self.length();
+                let local = self.local_ranges(0, length).unwrap_or_default();
+                Arc::new(Replicator::new(length, &local))
+            })
+            .clone()
+    }
+
+    /// True when the log already has a replicator (it is or was replicated, or waited on).
+    pub fn is_replicating(&self) -> bool {
+        self.inner.replicator.get().is_some()
     }
 
     /// Reads block `index`, checking its bytes against the tree.
@@ -742,6 +768,11 @@ impl Log {
                 length,
                 byte_length,
             });
+        }
+        if let Some(r) = self.inner.replicator.get()
+            && (ctx.upgraded || !ctx.downloads.is_empty())
+        {
+            r.on_downloaded(peer, &ctx.downloads, self.length());
         }
         if !ctx.downloads.is_empty() {
             if let Err(e) = self.refresh_contiguous() {

@@ -153,14 +153,12 @@ async fn a_sparse_reader_fetches_only_what_it_wants() {
     })
     .await
     .unwrap();
-    rh.want(&rlog, 500, 510);
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while rlog.has_count(500, 510).unwrap() < 10 {
-            events.recv().await.expect("log events");
-        }
-    })
-    .await
-    .unwrap();
+    let range = rlog.prioritize(dat_core::scheduler::Prioritize::range(500, 510));
+    tokio::time::timeout(Duration::from_secs(30), range.done())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rlog.has_count(500, 510).unwrap(), 10);
     assert_eq!(
         rlog.has_count(0, 1000).unwrap(),
         10,

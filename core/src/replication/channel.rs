@@ -1,20 +1,33 @@
 //! One log replicated with one peer: the `hypercore/alpha` channel's state and message handling.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::Notify;
 
 use crate::error::{Error, Result};
 use crate::log::Log;
 use crate::proof::{RequestBlock, RequestUpgrade};
+use crate::scheduler::{PeerId, RequestId};
 use crate::wire::messages::{
-    self, Message, NO_DATA_INVALID_REQUEST, NO_DATA_NOT_AVAILABLE, NoData, Range, Request, Sync,
+    self, Cancel, Message, NO_DATA_INVALID_REQUEST, NO_DATA_NOT_AVAILABLE, NoData, Range, Request,
+    Sync, Want,
 };
+
+use super::replicator::{PeerCommand, Replicator};
 
 /// What a request we sent was for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Inflight {
     Upgrade,
-    Block(u64),
+    /// A block, with the scheduler's id for the request.
+    Block(u64, RequestId),
+    /// A block whose request was cancelled: an answer may still cross the cancel.
+    Cancelled(u64),
 }
+
+/// Cancelled requests remembered (answers to older ones are treated as unknown).
+const MAX_CANCELLED: usize = 4096;
 
 /// Most separate ranges kept per set (bounds memory and time against hostile availability claims).
 const MAX_RANGES: usize = 4096;
@@ -58,6 +71,7 @@ impl RangeSet {
         self.0 = out;
     }
 
+    #[cfg(test)]
     pub(crate) fn contains(&self, i: u64) -> bool {
         let pos = self.0.partition_point(|&(a, _)| a <= i);
         pos > 0 && self.0[pos - 1].1 > i
@@ -88,14 +102,20 @@ impl Default for PeerLimits {
 /// The state of one log on one connection.
 pub(crate) struct Channel {
     pub(crate) log: Log,
-    /// Download everything the peer has (false: only what is asked for with `want`).
-    pub(crate) sparse: bool,
     pub(crate) paired: bool,
     pub(crate) remote: Option<Sync>,
     pub(crate) remote_has: RangeSet,
-    pub(crate) wanted: RangeSet,
+    /// The log's scheduler, shared with the other connections replicating it.
+    replicator: Arc<Replicator>,
+    /// This channel's peer, as the scheduler knows it (registered once paired).
+    peer: PeerId,
+    registered: bool,
+    /// Notified when the scheduler has commands for this channel.
+    wake: Arc<Notify>,
     inflight: HashMap<u64, Inflight>,
-    inflight_blocks: HashSet<u64>,
+    /// Wire request id of each scheduler request in flight.
+    wire_ids: HashMap<RequestId, u64>,
+    cancelled: usize,
     upgrade_inflight: bool,
     next_id: u64,
     sent_length: Option<(u64, u64)>,
@@ -103,24 +123,25 @@ pub(crate) struct Channel {
     unavailable_requests: u32,
     pub(crate) limits: PeerLimits,
     pending_data: Vec<crate::proof::Data>,
-    /// Blocks received but not yet stored (so scheduling on arrival does not ask for them again).
-    pending_blocks: HashSet<u64>,
 }
 
 /// Messages a channel wants sent.
 pub(crate) type Outbox = Vec<Message>;
 
 impl Channel {
-    pub(crate) fn new(log: Log, sparse: bool) -> Self {
+    pub(crate) fn new(log: Log, peer: PeerId, wake: Arc<Notify>) -> Self {
         Channel {
+            replicator: log.replicator(),
             log,
-            sparse,
             paired: false,
             remote: None,
             remote_has: RangeSet::default(),
-            wanted: RangeSet::default(),
+            peer,
+            registered: false,
+            wake,
             inflight: HashMap::new(),
-            inflight_blocks: HashSet::new(),
+            wire_ids: HashMap::new(),
+            cancelled: 0,
             upgrade_inflight: false,
             next_id: 1,
             sent_length: None,
@@ -128,7 +149,6 @@ impl Channel {
             unavailable_requests: 0,
             limits: PeerLimits::default(),
             pending_data: Vec::new(),
-            pending_blocks: HashSet::new(),
         }
     }
 
@@ -156,6 +176,9 @@ impl Channel {
         self.paired = true;
         self.send_sync(out);
         self.announce_range(out);
+        self.replicator.add_peer(self.peer, self.wake.clone());
+        self.registered = true;
+        self.pump(out);
     }
 
     fn send_sync(&mut self, out: &mut Outbox) {
@@ -187,27 +210,13 @@ impl Channel {
         self.schedule(out);
     }
 
-    /// Asks for blocks `start..end` (a sparse log's explicit wants).
-    pub(crate) fn want(&mut self, start: u64, end: u64, out: &mut Outbox) {
-        self.wanted.insert(start, end);
-        self.schedule(out);
-    }
-
-    fn remote_has(&self, index: u64) -> bool {
-        self.remote_has.contains(index)
-    }
-
-    fn wants(&self, index: u64) -> bool {
-        !self.sparse || self.wanted.contains(index)
-    }
-
     fn next_request_id(&mut self) -> u64 {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1).max(1);
         id
     }
 
-    /// Sends the requests that fit: an upgrade when the peer is ahead, then missing blocks.
+    /// Sends an upgrade request when the peer is ahead, then the scheduler's commands.
     pub(crate) fn schedule(&mut self, out: &mut Outbox) {
         let Some(remote) = self.remote else { return };
         if !self.paired {
@@ -230,35 +239,79 @@ impl Channel {
                 ..Default::default()
             }));
         }
-        if remote.fork != fork {
+        self.pump(out);
+    }
+
+    /// Turns the scheduler's commands for this peer into wire messages.
+    pub(crate) fn pump(&mut self, out: &mut Outbox) {
+        if !self.registered {
             return;
         }
-        let mut index = self.log.contiguous_length();
-        let mut scanned = 0;
-        while self.inflight.len() < self.limits.max_inflight && index < length && scanned < 65_536 {
-            scanned += 1;
-            let i = index;
-            index += 1;
-            if !self.wants(i)
-                || !self.remote_has(i)
-                || self.inflight_blocks.contains(&i)
-                || self.pending_blocks.contains(&i)
-            {
-                continue;
+        // a failed request makes the scheduler pick again, possibly this peer: bounded rounds
+        for _ in 0..4 {
+            let commands = self.replicator.take_commands(self.peer);
+            if commands.is_empty() {
+                return;
             }
-            if self.log.has(i).unwrap_or(true) {
-                continue;
+            let mut failed = Vec::new();
+            for cmd in commands {
+                match cmd {
+                    PeerCommand::Request {
+                        id: sid,
+                        block,
+                        priority,
+                    } => {
+                        let fork = self.log.fork();
+                        let usable = self.remote.is_some_and(|r| r.fork == fork)
+                            && block < self.log.length();
+                        if !usable {
+                            failed.push(block);
+                            continue;
+                        }
+                        let nodes = self.log.missing_nodes(2 * block).unwrap_or(0);
+                        let id = self.next_request_id();
+                        self.inflight.insert(id, Inflight::Block(block, sid));
+                        self.wire_ids.insert(sid, id);
+                        out.push(Message::Request(Request {
+                            id,
+                            fork,
+                            block: Some(RequestBlock {
+                                index: block,
+                                nodes,
+                            }),
+                            priority: u64::from(priority),
+                            ..Default::default()
+                        }));
+                    }
+                    PeerCommand::Cancel { id: sid } => {
+                        let Some(id) = self.wire_ids.remove(&sid) else {
+                            continue;
+                        };
+                        if let Some(Inflight::Block(block, _)) = self.inflight.get(&id).copied() {
+                            self.cancelled += 1;
+                            if self.cancelled > MAX_CANCELLED {
+                                self.inflight
+                                    .retain(|_, f| !matches!(f, Inflight::Cancelled(_)));
+                                self.cancelled = 1;
+                            }
+                            self.inflight.insert(id, Inflight::Cancelled(block));
+                            out.push(Message::Cancel(Cancel { request: id }));
+                        }
+                    }
+                    PeerCommand::Want { start, end } => {
+                        // an open end is sent as a bound JS numbers hold exactly
+                        let length = end.saturating_sub(start).min(1 << 48);
+                        out.push(Message::Want(Want {
+                            start,
+                            length,
+                            ..Default::default()
+                        }));
+                    }
+                }
             }
-            let nodes = self.log.missing_nodes(2 * i).unwrap_or(0);
-            let id = self.next_request_id();
-            self.inflight.insert(id, Inflight::Block(i));
-            self.inflight_blocks.insert(i);
-            out.push(Message::Request(Request {
-                id,
-                fork,
-                block: Some(RequestBlock { index: i, nodes }),
-                ..Default::default()
-            }));
+            for block in failed {
+                self.replicator.request_failed(self.peer, block, false);
+            }
         }
     }
 
@@ -286,9 +339,11 @@ impl Channel {
                 let what = self.inflight.remove(&d.request);
                 match what {
                     Some(Inflight::Upgrade) => self.upgrade_inflight = false,
-                    Some(Inflight::Block(i)) => {
-                        self.inflight_blocks.remove(&i);
-                        self.pending_blocks.insert(i);
+                    Some(Inflight::Block(_, sid)) => {
+                        self.wire_ids.remove(&sid);
+                    }
+                    Some(Inflight::Cancelled(_)) => {
+                        self.cancelled = self.cancelled.saturating_sub(1)
                     }
                     None if d.request != 0 => {
                         return Err(Error::Protocol(format!(
@@ -298,17 +353,20 @@ impl Channel {
                     }
                     None => return Ok(None), // unsolicited push: not accepted
                 }
-                // applied in batches (one commit) by `flush_data`; meanwhile the freed request
-                // slot is refilled at once, so the peer keeps sending while this side stores
+                // applied in batches (one commit) by `flush_data`, which reports the arrivals
+                // to the scheduler
                 self.pending_data.push(d);
-                self.schedule(out);
             }
             Message::NoData(n) => {
                 match self.inflight.remove(&n.request) {
                     Some(Inflight::Upgrade) => self.upgrade_inflight = false,
-                    Some(Inflight::Block(i)) => {
-                        self.inflight_blocks.remove(&i);
+                    Some(Inflight::Block(i, sid)) => {
+                        self.wire_ids.remove(&sid);
                         self.remote_has.remove(i, i + 1);
+                        self.replicator.request_failed(self.peer, i, true);
+                    }
+                    Some(Inflight::Cancelled(_)) => {
+                        self.cancelled = self.cancelled.saturating_sub(1)
                     }
                     None => {}
                 }
@@ -339,6 +397,7 @@ impl Channel {
                                 (b.start.checked_add(s), b.start.checked_add(k))
                             {
                                 self.remote_has.insert(a, e);
+                                self.replicator.peer_have(self.peer, a, e);
                             }
                         }
                         _ => {}
@@ -350,8 +409,10 @@ impl Channel {
                 let end = r.start.saturating_add(r.length);
                 if r.drop {
                     self.remote_has.remove(r.start, end);
+                    self.replicator.peer_dropped(self.peer, r.start, end);
                 } else {
                     self.remote_has.insert(r.start, end);
+                    self.replicator.peer_have(self.peer, r.start, end);
                 }
                 self.schedule(out);
             }
@@ -366,7 +427,6 @@ impl Channel {
             return Ok(());
         }
         let batch = std::mem::take(&mut self.pending_data);
-        self.pending_blocks.clear();
         let (_, err) = self.log.apply_batch(&batch, peer);
         match err {
             None | Some(Error::StaleProof(_) | Error::ForkMismatch { .. } | Error::Conflict(_)) => {
@@ -433,6 +493,14 @@ impl Channel {
                 }));
                 Ok(None)
             }
+        }
+    }
+}
+
+impl Drop for Channel {
+    fn drop(&mut self) {
+        if self.registered {
+            self.replicator.remove_peer(self.peer);
         }
     }
 }

@@ -3,12 +3,16 @@
 //! [`Connection::take_output`] returns, and tell it about local log changes with
 //! [`Connection::on_log_changed`]. Any `Err` from these means the peer must be dropped.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::Notify;
 
 use crate::crypto::{Hash, KeyPair};
 use crate::error::{Error, Result};
 use crate::log::Log;
+use crate::scheduler::PeerId;
 use crate::store::Store;
 use crate::wire::messages::{self, Message};
 use crate::wire::protomux::{ChannelId, Event, Mux};
@@ -24,7 +28,8 @@ pub const PROTOCOL: &str = "hypercore/alpha";
 pub struct ConnectionOptions {
     /// Largest frame accepted from the peer (the protocol's own limit is 2^24 - 1 bytes).
     pub max_frame: usize,
-    /// Download only what is asked for (true), or every block the peer has (false, the default).
+    /// For logs the peer opens: fetch only what is prioritized (true), or the whole log (false,
+    /// the default).
     pub sparse: bool,
     /// Limits on the peer's behaviour.
     pub limits: PeerLimits,
@@ -82,9 +87,11 @@ pub struct Connection {
     peer_id: u64,
     channels: HashMap<ChannelId, Channel>,
     by_dk: HashMap<Hash, ChannelId>,
-    pending_logs: Vec<(Log, bool)>,
+    pending_logs: Vec<Log>,
     events: VecDeque<ConnectionEvent>,
     connected: bool,
+    /// Notified when a scheduler has requests for this connection's peers.
+    wake: Arc<Notify>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -115,6 +122,7 @@ impl Connection {
             pending_logs: Vec::new(),
             events: VecDeque::new(),
             connected: false,
+            wake: Arc::new(Notify::new()),
         })
     }
 
@@ -133,35 +141,56 @@ impl Connection {
         self.connected
     }
 
-    /// Replicates `log` on this connection (opens its channel now or once connected).
+    /// Replicates `log` on this connection (opens its channel now or once connected). Not
+    /// `sparse`: the whole log is fetched at priority 0 (from every peer replicating it). Sparse:
+    /// only what [`Log::prioritize`] or [`Log::get_wait`] asks for.
     pub fn replicate(&mut self, log: &Log, sparse: bool) -> Result<()> {
+        if !sparse {
+            log.set_sparse(false);
+        }
         if self.by_dk.contains_key(&log.discovery_key()) {
             return Ok(());
         }
         if !self.connected {
-            self.pending_logs.push((log.clone(), sparse));
+            self.pending_logs.push(log.clone());
             return Ok(());
         }
-        self.open_channel(log.clone(), sparse)?;
+        self.open_channel(log.clone())?;
         self.flush()
     }
 
-    /// Asks the peer for blocks `start..end` of the log with discovery key `dk` (for sparse logs).
-    pub fn want(&mut self, dk: &Hash, start: u64, end: u64) -> Result<()> {
-        let Some(&ch) = self.by_dk.get(dk) else {
-            return Err(Error::NotFound(
-                "no channel for that log on this connection".into(),
-            ));
-        };
-        let mut out = Outbox::new();
-        if let Some(c) = self.channels.get_mut(&ch) {
-            c.want(start, end, &mut out);
+    /// Notified whenever a log's scheduler queued requests or cancels for this connection:
+    /// call [`Connection::poll_scheduler`] then.
+    pub fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// Sends what the schedulers queued for this connection's peers.
+    pub fn poll_scheduler(&mut self) -> Result<()> {
+        let ids: Vec<ChannelId> = self.channels.keys().copied().collect();
+        for ch in ids {
+            let mut out = Outbox::new();
+            if let Some(c) = self.channels.get_mut(&ch) {
+                c.pump(&mut out);
+            }
+            self.send_all(ch, out)?;
         }
-        self.send_all(ch, out)?;
         self.flush()
     }
 
-    fn open_channel(&mut self, log: Log, sparse: bool) -> Result<()> {
+    /// Lets time pass for the schedulers (request timeouts); call it every
+    /// [`crate::scheduler::SchedulerOptions::tick`] (100 ms).
+    pub fn tick(&mut self) -> Result<()> {
+        let mut seen = HashSet::new();
+        for c in self.channels.values() {
+            if c.paired && seen.insert(c.log.discovery_key()) {
+                c.log.replicator().tick();
+            }
+        }
+        self.poll_scheduler()
+    }
+
+    fn open_channel(&mut self, log: Log) -> Result<()> {
         let hh = self
             .transport
             .handshake()
@@ -169,7 +198,7 @@ impl Connection {
         let hs = open_handshake(hh.is_initiator, &log.key(), &hh.handshake_hash);
         let dk = log.discovery_key();
         let ch = self.mux.open(PROTOCOL, Some(&dk), &hs)?;
-        let mut c = Channel::new(log, sparse);
+        let mut c = Channel::new(log, PeerId(self.peer_id), self.wake.clone());
         c.limits = self.opts.limits;
         self.channels.insert(ch, c);
         self.by_dk.insert(dk, ch);
@@ -196,9 +225,9 @@ impl Connection {
             self.events.push_back(ConnectionEvent::Connected {
                 remote_public_key: pk,
             });
-            for (log, sparse) in std::mem::take(&mut self.pending_logs) {
+            for log in std::mem::take(&mut self.pending_logs) {
                 if !self.by_dk.contains_key(&log.discovery_key()) {
-                    self.open_channel(log, sparse)?;
+                    self.open_channel(log)?;
                 }
             }
         }
@@ -255,7 +284,12 @@ impl Connection {
                     _ => None,
                 };
                 match log {
-                    Some(log) => self.open_channel(log, self.opts.sparse)?,
+                    Some(log) => {
+                        if !self.opts.sparse {
+                            log.set_sparse(false);
+                        }
+                        self.open_channel(log)?
+                    }
                     None => self.mux.reject(remote_id)?,
                 }
             }

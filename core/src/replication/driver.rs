@@ -17,7 +17,6 @@ use super::connection::{Connection, ConnectionEvent, ConnectionOptions};
 
 enum Command {
     Replicate(Log, bool),
-    Want(Hash, u64, u64),
     Close,
 }
 
@@ -33,13 +32,6 @@ impl ReplicationHandle {
     /// Replicates one more log on this connection.
     pub fn replicate(&self, log: &Log, sparse: bool) {
         let _ = self.commands.send(Command::Replicate(log.clone(), sparse));
-    }
-
-    /// Asks the peer for blocks `start..end` of a (sparse) log.
-    pub fn want(&self, log: &Log, start: u64, end: u64) {
-        let _ = self
-            .commands
-            .send(Command::Want(log.discovery_key(), start, end));
     }
 
     /// Subscribes to the connection's events.
@@ -123,6 +115,9 @@ where
         conn.replicate(log, *sparse)?;
         watch(log, &mut watched);
     }
+    let wake = conn.waker();
+    let mut ticks = tokio::time::interval(crate::scheduler::SchedulerOptions::default().tick);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut buf = vec![0u8; 64 * 1024];
     let result: Result<()> = loop {
         let out = conn.take_output();
@@ -188,6 +183,16 @@ where
                 }
                 Err(e) => break Err(e.into()),
             },
+            () = wake.notified() => {
+                if let Err(e) = conn.poll_scheduler() {
+                    break Err(e);
+                }
+            }
+            _ = ticks.tick() => {
+                if let Err(e) = conn.tick() {
+                    break Err(e);
+                }
+            }
             Some(dk) = changed_rx.recv() => {
                 if let Err(e) = conn.on_log_changed(&dk) {
                     break Err(e);
@@ -197,11 +202,6 @@ where
                 Some(Command::Replicate(log, sparse)) => {
                     watch(&log, &mut watched);
                     if let Err(e) = conn.replicate(&log, sparse) {
-                        break Err(e);
-                    }
-                }
-                Some(Command::Want(dk, start, end)) => {
-                    if let Err(e) = conn.want(&dk, start, end) {
                         break Err(e);
                     }
                 }

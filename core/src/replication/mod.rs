@@ -6,8 +6,10 @@
 mod channel;
 mod connection;
 pub mod driver;
+mod replicator;
 mod transport;
 
 pub use channel::PeerLimits;
 pub use connection::{Connection, ConnectionEvent, ConnectionOptions, PROTOCOL};
+pub use replicator::{Prioritized, Replicator};
 pub use transport::SecureTransport;

@@ -1,0 +1,771 @@
+//! The per-log side of replication: one [`Scheduler`] for a log, shared by every connection
+//! that replicates it, and the user's prioritized ranges.
+//!
+//! Connections register each paired channel as a peer and report what the peer has; the log
+//! reports what arrives, what is appended locally and how its length grows. The planner's
+//! actions are queued per peer and the owning connection is woken to send them. Ranges resolve
+//! through a [`Prioritized`] handle that can be waited on (blocking or `async`) or given a
+//! callback, and that withdraws its range when dropped.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use crate::error::{Error, Result};
+use crate::scheduler::{
+    Action, Availability, Bitfield, Event, Failure, PeerId, Prioritize, RangeHandle, RequestId,
+    Scheduler, SchedulerOptions,
+};
+
+/// What the scheduler asks a connection to send to one peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PeerCommand {
+    /// Request one block at a wire priority.
+    Request {
+        id: RequestId,
+        block: u64,
+        priority: u8,
+    },
+    /// Cancel an earlier request.
+    Cancel { id: RequestId },
+    /// Tell the peer which blocks this side is interested in (it answers with what it has).
+    Want { start: u64, end: u64 },
+}
+
+type Callback = Box<dyn FnOnce(Result<()>) + Send>;
+
+/// The completion state of one prioritized range.
+struct Signal {
+    done: bool,
+    callbacks: Vec<Callback>,
+    notify: Arc<Notify>,
+}
+
+struct PeerQueue {
+    commands: Vec<PeerCommand>,
+    wake: Arc<Notify>,
+}
+
+struct State {
+    sched: Scheduler,
+    origin: Instant,
+    peers: HashMap<PeerId, PeerQueue>,
+    signals: HashMap<RangeHandle, Signal>,
+    /// The built-in range that fetches the whole log (absent when the log is sparse).
+    whole: Option<RangeHandle>,
+    /// Ranges announced to peers with `want` (so peers that join later hear of them too).
+    wants: Vec<(u64, u64)>,
+    length: u64,
+}
+
+/// Replication state of one log, shared by the connections that replicate it.
+pub struct Replicator {
+    state: Mutex<State>,
+    /// Woken whenever a range completes or the length grows (blocking waiters).
+    changed: Condvar,
+}
+
+impl std::fmt::Debug for Replicator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.lock();
+        f.debug_struct("Replicator")
+            .field("length", &s.length)
+            .field("peers", &s.peers.len())
+            .field("ranges", &s.signals.len())
+            .field("whole", &s.whole.is_some())
+            .finish()
+    }
+}
+
+fn poisoned<T>(p: std::sync::PoisonError<T>) -> T {
+    p.into_inner()
+}
+
+impl Replicator {
+    /// A replicator for a log of `length` blocks whose local blocks are `local` (half-open
+    /// ranges). It starts sparse: nothing is fetched until a range is prioritized or
+    /// [`Replicator::set_sparse`]`(false)` adds the whole-log range.
+    pub(crate) fn new(length: u64, local: &[(u64, u64)]) -> Self {
+        let mut bits = Bitfield::new();
+        for &(a, b) in local {
+            bits.set_range(a, b, true);
+        }
+        let opts = SchedulerOptions {
+            sparse: true,
+            ..SchedulerOptions::default()
+        };
+        Replicator {
+            state: Mutex::new(State {
+                sched: Scheduler::new(opts, length, bits),
+                origin: Instant::now(),
+                peers: HashMap::new(),
+                signals: HashMap::new(),
+                whole: None,
+                wants: Vec::new(),
+                length,
+            }),
+            changed: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(poisoned)
+    }
+
+    /// Sparse (`true`): only prioritized ranges are fetched. Not sparse (`false`): the whole
+    /// log, live, at priority 0 in random order with hotswap, besides any prioritized range.
+    pub fn set_sparse(&self, sparse: bool) {
+        let mut s = self.lock();
+        let now = s.origin.elapsed();
+        match (sparse, s.whole) {
+            (false, None) => {
+                let (h, actions) = s
+                    .sched
+                    .prioritize(now, Prioritize::live(0).priority(0).hotswap(true));
+                s.whole = Some(h);
+                s.signals.insert(h, Signal::new());
+                s.want(0, u64::MAX);
+                self.dispatch(s, actions);
+            }
+            (true, Some(h)) => {
+                s.whole = None;
+                s.signals.remove(&h);
+                let actions = s.sched.unprioritize(now, h);
+                self.dispatch(s, actions);
+            }
+            _ => {}
+        }
+    }
+
+    /// True unless the whole log is being fetched.
+    pub fn is_sparse(&self) -> bool {
+        self.lock().whole.is_none()
+    }
+
+    /// Fetches `spec`'s range; the returned handle resolves when every block of it is local
+    /// and withdraws the range when dropped.
+    pub fn prioritize(self: &Arc<Self>, spec: Prioritize) -> Prioritized {
+        let mut s = self.lock();
+        let now = s.origin.elapsed();
+        let (h, actions) = s.sched.prioritize(now, spec);
+        s.signals.insert(h, Signal::new());
+        s.want(spec.start, spec.end.unwrap_or(u64::MAX));
+        let notify = s.signals[&h].notify.clone();
+        self.dispatch(s, actions);
+        Prioritized {
+            replicator: Arc::downgrade(self),
+            handle: h,
+            notify,
+            withdrawn: false,
+        }
+    }
+
+    fn unprioritize(&self, h: RangeHandle) {
+        let mut s = self.lock();
+        let now = s.origin.elapsed();
+        if let Some(sig) = s.signals.remove(&h) {
+            let callbacks = sig.callbacks;
+            let actions = s.sched.unprioritize(now, h);
+            self.dispatch(s, actions);
+            for cb in callbacks {
+                cb(Err(unprioritized()));
+            }
+        }
+    }
+
+    /// Counters of the planner (useful, wasted and duplicate bytes, cancels, …).
+    pub fn stats(&self) -> crate::scheduler::SchedulerStats {
+        self.lock().sched.stats().clone()
+    }
+
+    /// Peers currently registered.
+    pub fn peer_count(&self) -> usize {
+        self.lock().peers.len()
+    }
+
+    /// The length the scheduler knows (the log's verified length).
+    pub fn length(&self) -> u64 {
+        self.lock().length
+    }
+
+    // ------------------------------------------------------------ connections
+
+    /// A channel paired: register the peer; `wake` is notified when it has commands to send.
+    pub(crate) fn add_peer(&self, peer: PeerId, wake: Arc<Notify>) {
+        let mut s = self.lock();
+        let now = s.origin.elapsed();
+        let wants: Vec<PeerCommand> = s
+            .wants
+            .iter()
+            .map(|&(start, end)| PeerCommand::Want { start, end })
+            .collect();
+        s.peers.insert(
+            peer,
+            PeerQueue {
+                commands: wants,
+                wake,
+            },
+        );
+        let actions = s.sched.handle(
+            now,
+            Event::PeerAdded {
+                peer,
+                availability: Availability::contiguous(0),
+            },
+        );
+        self.dispatch(s, actions);
+    }
+
+    /// A channel closed or its connection ended.
+    pub(crate) fn remove_peer(&self, peer: PeerId) {
+        let mut s = self.lock();
+        if s.peers.remove(&peer).is_none() {
+            return;
+        }
+        let now = s.origin.elapsed();
+        let actions = s.sched.handle(now, Event::PeerRemoved { peer });
+        self.dispatch(s, actions);
+    }
+
+    /// The peer announced blocks `[start, end)`.
+    pub(crate) fn peer_have(&self, peer: PeerId, start: u64, end: u64) {
+        self.peer_event(Event::PeerHave {
+            peer,
+            start,
+            length: end.saturating_sub(start),
+        });
+    }
+
+    /// The peer dropped blocks `[start, end)`.
+    pub(crate) fn peer_dropped(&self, peer: PeerId, start: u64, end: u64) {
+        self.peer_event(Event::PeerDropped {
+            peer,
+            start,
+            length: end.saturating_sub(start),
+        });
+    }
+
+    /// A request failed (`noData`, or it could not be sent).
+    pub(crate) fn request_failed(&self, peer: PeerId, block: u64, no_data: bool) {
+        let reason = if no_data {
+            Failure::NoData
+        } else {
+            Failure::Error
+        };
+        self.peer_event(Event::RequestFailed {
+            peer,
+            block,
+            reason,
+        });
+    }
+
+    /// Advances time (timeouts are checked).
+    pub(crate) fn tick(&self) {
+        self.peer_event(Event::Tick);
+    }
+
+    fn peer_event(&self, event: Event) {
+        let mut s = self.lock();
+        let now = s.origin.elapsed();
+        let actions = s.sched.handle(now, event);
+        self.dispatch(s, actions);
+    }
+
+    /// Takes the commands queued for `peer`.
+    pub(crate) fn take_commands(&self, peer: PeerId) -> Vec<PeerCommand> {
+        let mut s = self.lock();
+        s.peers
+            .get_mut(&peer)
+            .map(|q| std::mem::take(&mut q.commands))
+            .unwrap_or_default()
+    }
+
+    // ------------------------------------------------------------ the log
+
+    /// Blocks arrived from `peer` and were stored; the log's verified length is `length`.
+    pub(crate) fn on_downloaded(&self, peer: u64, blocks: &[(u64, u64)], length: u64) {
+        let mut s = self.lock();
+        let now = s.origin.elapsed();
+        let mut actions = Vec::new();
+        if length > s.length {
+            s.length = length;
+            actions.extend(s.sched.handle(now, Event::LengthGrew { length }));
+        }
+        for &(block, bytes) in blocks {
+            actions.extend(s.sched.handle(
+                now,
+                Event::BlockArrived {
+                    peer: (peer != 0).then_some(PeerId(peer)),
+                    block,
+                    bytes,
+                },
+            ));
+        }
+        self.dispatch(s, actions);
+        self.changed.notify_all();
+    }
+
+    /// Blocks `[start, end)` were appended locally.
+    pub(crate) fn on_local_append(&self, start: u64, end: u64) {
+        let mut s = self.lock();
+        let now = s.origin.elapsed();
+        let mut actions = Vec::new();
+        if end > s.length {
+            s.length = end;
+            actions.extend(s.sched.handle(now, Event::LengthGrew { length: end }));
+        }
+        actions.extend(s.sched.handle(
+            now,
+            Event::LocalHave {
+                start,
+                length: end.saturating_sub(start),
+            },
+        ));
+        self.dispatch(s, actions);
+        self.changed.notify_all();
+    }
+
+    /// Waits (blocking) until the verified length is at least `length`, for at most `timeout`.
+    /// Returns the length reached.
+    pub fn wait_length(&self, length: u64, timeout: Option<Duration>) -> u64 {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut s = self.lock();
+        while s.length < length {
+            match deadline {
+                None => s = self.changed.wait(s).unwrap_or_else(poisoned),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        break;
+                    }
+                    s = self
+                        .changed
+                        .wait_timeout(s, d - now)
+                        .unwrap_or_else(poisoned)
+                        .0;
+                }
+            }
+        }
+        s.length
+    }
+
+    fn dispatch(&self, mut s: MutexGuard<'_, State>, actions: Vec<Action>) {
+        let mut callbacks = Vec::new();
+        let mut wake: Vec<Arc<Notify>> = Vec::new();
+        for a in actions {
+            match a {
+                Action::Request {
+                    peer,
+                    id,
+                    block,
+                    priority,
+                    ..
+                } => s.push(
+                    peer,
+                    PeerCommand::Request {
+                        id,
+                        block,
+                        priority,
+                    },
+                    &mut wake,
+                ),
+                Action::Cancel { peer, id, .. } => {
+                    s.push(peer, PeerCommand::Cancel { id }, &mut wake)
+                }
+                Action::RangeDone { handle } => {
+                    if let Some(sig) = s.signals.get_mut(&handle) {
+                        sig.done = true;
+                        callbacks.append(&mut sig.callbacks);
+                        sig.notify.notify_waiters();
+                    }
+                }
+                Action::Snub { .. } | Action::Unsnub { .. } => {}
+            }
+        }
+        drop(s);
+        for w in wake {
+            w.notify_one();
+        }
+        if !callbacks.is_empty() {
+            self.changed.notify_all();
+        }
+        for cb in callbacks {
+            cb(Ok(()));
+        }
+    }
+
+    fn signal_state(&self, h: RangeHandle) -> Option<Result<()>> {
+        let s = self.lock();
+        match s.signals.get(&h) {
+            Some(sig) => sig.done.then_some(Ok(())),
+            None => Some(Err(unprioritized())),
+        }
+    }
+}
+
+fn unprioritized() -> Error {
+    Error::Cancelled("the range was unprioritized".into())
+}
+
+impl Signal {
+    fn new() -> Self {
+        Signal {
+            done: false,
+            callbacks: Vec::new(),
+            notify: Arc::new(Notify::new()),
+        }
+    }
+}
+
+impl State {
+    fn push(&mut self, peer: PeerId, cmd: PeerCommand, wake: &mut Vec<Arc<Notify>>) {
+        if let Some(q) = self.peers.get_mut(&peer) {
+            q.commands.push(cmd);
+            if !wake.iter().any(|w| Arc::ptr_eq(w, &q.wake)) {
+                wake.push(q.wake.clone());
+            }
+        }
+    }
+
+    fn want(&mut self, start: u64, end: u64) {
+        if self.wants.len() < 256 {
+            self.wants.push((start, end));
+        }
+        let cmd = PeerCommand::Want { start, end };
+        for q in self.peers.values_mut() {
+            q.commands.push(cmd);
+            q.wake.notify_one();
+        }
+    }
+}
+
+/// A prioritized range (from [`crate::Log::prioritize`]). Wait for it with
+/// [`Prioritized::wait`] (blocking), [`Prioritized::done`] (`async`) or
+/// [`Prioritized::on_done`] (a callback). Dropping it, or [`Prioritized::unprioritize`],
+/// withdraws the range and cancels the requests no other range still wants.
+#[must_use = "dropping a Prioritized withdraws its range"]
+pub struct Prioritized {
+    replicator: Weak<Replicator>,
+    handle: RangeHandle,
+    notify: Arc<Notify>,
+    withdrawn: bool,
+}
+
+impl std::fmt::Debug for Prioritized {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prioritized")
+            .field("handle", &self.handle.id())
+            .finish()
+    }
+}
+
+impl Prioritized {
+    /// True once every block of the range is local.
+    pub fn is_done(&self) -> bool {
+        matches!(self.state(), Some(Ok(())))
+    }
+
+    fn state(&self) -> Option<Result<()>> {
+        match self.replicator.upgrade() {
+            Some(r) => r.signal_state(self.handle),
+            None => Some(Err(Error::Cancelled("the log was closed".into()))),
+        }
+    }
+
+    /// Blocks until every block of the range is local, or `timeout` passes
+    /// ([`Error::Timeout`]). A live range (no end) never completes.
+    pub fn wait(&self, timeout: Option<Duration>) -> Result<()> {
+        let Some(r) = self.replicator.upgrade() else {
+            return Err(Error::Cancelled("the log was closed".into()));
+        };
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut s = r.lock();
+        loop {
+            match s.signals.get(&self.handle) {
+                None => return Err(unprioritized()),
+                Some(sig) if sig.done => return Ok(()),
+                Some(_) => {}
+            }
+            s = match deadline {
+                None => r.changed.wait(s).unwrap_or_else(poisoned),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Err(Error::Timeout(format!(
+                            "the range was not complete after {:?}",
+                            timeout.unwrap_or_default()
+                        )));
+                    }
+                    r.changed
+                        .wait_timeout(s, d - now)
+                        .unwrap_or_else(poisoned)
+                        .0
+                }
+            };
+        }
+    }
+
+    /// Resolves when every block of the range is local.
+    pub async fn done(&self) -> Result<()> {
+        loop {
+            let notified = self.notify.notified();
+            if let Some(res) = self.state() {
+                return res;
+            }
+            notified.await;
+        }
+    }
+
+    /// Calls `callback` once the range completes (at once if it already has), with `Err` if
+    /// it is withdrawn first. It runs on the thread that completes the range: keep it short.
+    pub fn on_done(&self, callback: impl FnOnce(Result<()>) + Send + 'static) {
+        let Some(r) = self.replicator.upgrade() else {
+            callback(Err(Error::Cancelled("the log was closed".into())));
+            return;
+        };
+        let mut s = r.lock();
+        let now = match s.signals.get_mut(&self.handle) {
+            None => Some(Err(unprioritized())),
+            Some(sig) if sig.done => Some(Ok(())),
+            Some(sig) => {
+                sig.callbacks.push(Box::new(callback));
+                return;
+            }
+        };
+        drop(s);
+        if let Some(res) = now {
+            callback(res);
+        }
+    }
+
+    /// Withdraws the range (the same as dropping the handle).
+    pub fn unprioritize(mut self) {
+        self.withdraw();
+    }
+
+    /// Keeps the range for as long as the log is open, without a handle.
+    pub fn detach(mut self) {
+        self.withdrawn = true;
+    }
+
+    fn withdraw(&mut self) {
+        if !self.withdrawn {
+            self.withdrawn = true;
+            if let Some(r) = self.replicator.upgrade() {
+                r.unprioritize(self.handle);
+            }
+        }
+    }
+}
+
+impl Drop for Prioritized {
+    fn drop(&mut self) {
+        self.withdraw();
+    }
+}
+
+impl crate::log::Log {
+    /// Fetches blocks `spec.start..spec.end` from peers with the given priority, order and
+    /// hotswap setting. The returned handle resolves when every block of the range is local;
+    /// dropping it (or [`Prioritized::unprioritize`]) withdraws the range.
+    pub fn prioritize(&self, spec: Prioritize) -> Prioritized {
+        self.replicator().prioritize(spec)
+    }
+
+    /// Sparse (`true`): only what is prioritized or read is fetched. Not sparse: the whole log
+    /// follows its peers at priority 0 (the default when a log is replicated non-sparse).
+    pub fn set_sparse(&self, sparse: bool) {
+        self.replicator().set_sparse(sparse)
+    }
+
+    /// Reads block `index`, fetching it from peers at the top priority if it is not local and
+    /// waiting for at most `timeout` (`None`: no limit). Waits for the log to reach
+    /// `index + 1` blocks first. A writable log never waits: its missing blocks are gone.
+    pub fn get_wait(&self, index: u64, timeout: Option<Duration>) -> Result<Vec<u8>> {
+        match self.get(index) {
+            Err(Error::NotAvailable(_) | Error::OutOfBounds(_)) if !self.writable() => {}
+            other => return other,
+        }
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let left = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let r = self.replicator();
+        if self.length() <= index {
+            let reached = r.wait_length(index + 1, left());
+            if reached <= index {
+                return Err(Error::Timeout(format!(
+                    "block {index}: the log has {reached} blocks and no peer had more in time"
+                )));
+            }
+        }
+        if let Ok(b) = self.get(index) {
+            return Ok(b);
+        }
+        let handle = r.prioritize(Prioritize::get(index));
+        match handle.wait(left()) {
+            Ok(()) => self.get(index),
+            Err(Error::Timeout(_)) => Err(Error::Timeout(format!(
+                "block {index} did not arrive within {:?}",
+                timeout.unwrap_or_default()
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`Log::get_wait`] for `async` callers (the wait does not block the executor).
+    pub async fn get_async(&self, index: u64, timeout: Option<Duration>) -> Result<Vec<u8>> {
+        match self.get(index) {
+            Err(Error::NotAvailable(_)) if !self.writable() => {}
+            other => return other,
+        }
+        let handle = self.prioritize(Prioritize::get(index));
+        let wait = handle.done();
+        match timeout {
+            None => wait.await?,
+            Some(t) => tokio::time::timeout(t, wait).await.map_err(|_| {
+                Error::Timeout(format!("block {index} did not arrive within {t:?}"))
+            })??,
+        }
+        self.get(index)
+    }
+
+    /// Waits until the log has at least `length` blocks (verified from a peer), for at most
+    /// `timeout`. Returns the length reached.
+    pub fn wait_length(&self, length: u64, timeout: Option<Duration>) -> u64 {
+        if self.length() >= length {
+            return self.length();
+        }
+        self.replicator()
+            .wait_length(length, timeout)
+            .max(self.length())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn requests(cmds: &[PeerCommand]) -> Vec<u64> {
+        cmds.iter()
+            .filter_map(|c| match c {
+                PeerCommand::Request { block, .. } => Some(*block),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn setup(length: u64) -> (Arc<Replicator>, PeerId) {
+        let r = Arc::new(Replicator::new(length, &[]));
+        let p = PeerId(7);
+        r.add_peer(p, Arc::new(Notify::new()));
+        r.peer_have(p, 0, length);
+        (r, p)
+    }
+
+    #[test]
+    fn a_range_requests_only_its_blocks_and_resolves_when_they_arrive() {
+        let (r, p) = setup(1000);
+        assert!(
+            requests(&r.take_commands(p)).is_empty(),
+            "sparse: nothing yet"
+        );
+        let range = r.prioritize(Prioritize::range(100, 110));
+        let cmds = r.take_commands(p);
+        assert!(cmds.contains(&PeerCommand::Want {
+            start: 100,
+            end: 110
+        }));
+        let asked = requests(&cmds);
+        assert!(!asked.is_empty() && asked.iter().all(|b| (100..110).contains(b)));
+        let fired = Arc::new(AtomicUsize::new(0));
+        let f = fired.clone();
+        range.on_done(move |res| {
+            assert!(res.is_ok());
+            f.fetch_add(1, Ordering::SeqCst);
+        });
+        let mut got = 0;
+        let mut pending = asked;
+        while !range.is_done() {
+            assert!(!pending.is_empty(), "the scheduler keeps asking");
+            let blocks: Vec<(u64, u64)> = pending.iter().map(|&b| (b, 1024)).collect();
+            got += blocks.len();
+            r.on_downloaded(p.0, &blocks, 1000);
+            assert!(got <= 10, "no block is asked twice");
+            pending = requests(&r.take_commands(p));
+        }
+        assert_eq!(got, 10);
+        assert_eq!(fired.load(Ordering::SeqCst), 1, "the callback ran once");
+        assert!(range.wait(Some(Duration::ZERO)).is_ok());
+    }
+
+    #[test]
+    fn dropping_a_range_cancels_its_requests_and_a_get_goes_first() {
+        let (r, p) = setup(1000);
+        let range = r.prioritize(Prioritize::range(0, 1000).priority(1));
+        let first = requests(&r.take_commands(p));
+        assert!(!first.is_empty());
+        // an urgent get is requested even while the peer is busy with the bulk range
+        let get = r.prioritize(Prioritize::get(999));
+        let cmds = r.take_commands(p);
+        assert!(
+            cmds.iter().any(|c| matches!(
+                c,
+                PeerCommand::Request {
+                    block: 999,
+                    priority: 2,
+                    ..
+                }
+            )),
+            "the get goes out at the top wire priority: {cmds:?}"
+        );
+        // a full peer: the get preempted one bulk request
+        let cancel = |c: &&PeerCommand| matches!(c, PeerCommand::Cancel { .. });
+        let preempted = cmds.iter().filter(cancel).count();
+        drop(range);
+        let cancels = r.take_commands(p).iter().filter(cancel).count();
+        assert_eq!(
+            preempted + cancels,
+            first.len(),
+            "every request of the withdrawn range is cancelled"
+        );
+        assert!(!get.is_done());
+        r.on_downloaded(p.0, &[(999, 10)], 1000);
+        assert!(get.is_done());
+    }
+
+    #[test]
+    fn a_wait_times_out_and_a_withdrawn_range_reports_cancelled() {
+        let (r, _) = setup(10);
+        let range = r.prioritize(Prioritize::range(0, 10));
+        let err = range.wait(Some(Duration::from_millis(1))).unwrap_err();
+        assert!(matches!(err, Error::Timeout(_)), "{err}");
+        let (tx, rx) = std::sync::mpsc::channel();
+        range.on_done(move |res| tx.send(res.is_err()).unwrap());
+        range.unprioritize();
+        assert!(rx.recv().unwrap(), "the callback hears of the withdrawal");
+    }
+
+    #[test]
+    fn not_sparse_fetches_the_whole_log_and_follows_it() {
+        let (r, p) = setup(50);
+        r.set_sparse(false);
+        assert!(!r.is_sparse());
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..100 {
+            let asked = requests(&r.take_commands(p));
+            if asked.is_empty() {
+                break;
+            }
+            let blocks: Vec<(u64, u64)> = asked.iter().map(|&b| (b, 100)).collect();
+            seen.extend(asked);
+            r.on_downloaded(p.0, &blocks, 50);
+        }
+        assert_eq!(seen.len(), 50);
+        r.peer_have(p, 50, 60);
+        r.on_downloaded(0, &[], 60);
+        let asked = requests(&r.take_commands(p));
+        assert!(!asked.is_empty() && asked.iter().all(|b| (50..60).contains(b)));
+    }
+}
