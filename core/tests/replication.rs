@@ -168,3 +168,74 @@ async fn a_sparse_reader_fetches_only_what_it_wants() {
     rh.close().await.unwrap();
     wh.join().await.unwrap();
 }
+
+/// Connects `a` (initiator) and `b` over an in-memory pipe, replicating `la` and `lb`.
+fn pipe(
+    a: &Store,
+    la: &Log,
+    sparse_a: bool,
+    b: &Store,
+    lb: &Log,
+    sparse_b: bool,
+) -> (driver::ReplicationHandle, driver::ReplicationHandle) {
+    let (x, y) = tokio::io::duplex(256 * 1024);
+    let opts = ConnectionOptions::default();
+    let ca = Connection::new(a.clone(), true, &KeyPair::generate(), opts.clone()).unwrap();
+    let cb = Connection::new(b.clone(), false, &KeyPair::generate(), opts).unwrap();
+    (
+        driver::spawn(ca, x, vec![(la.clone(), sparse_a)]),
+        driver::spawn(cb, y, vec![(lb.clone(), sparse_b)]),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_scheduler_spreads_a_log_over_two_peers_and_a_get_jumps_the_queue() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (s1, w) = writer_with(dirs[0].path(), 3000);
+    // a second full copy of the log, made by replication
+    let s2 = Store::open(dirs[1].path()).unwrap();
+    let copy = s2.open_log(&w.key(), None).unwrap();
+    let (h1, h2) = pipe(&s1, &w, false, &s2, &copy, false);
+    until_complete(&copy, 3000).await;
+    h2.close().await.unwrap();
+    h1.join().await.unwrap();
+
+    // a reader connected to both copies fetches the whole log through one scheduler
+    let s3 = Store::open(dirs[2].path()).unwrap();
+    let r = s3.open_log(&w.key(), None).unwrap();
+    let (a1, b1) = pipe(&s1, &w, false, &s3, &r, false);
+    let (a2, b2) = pipe(&s2, &copy, false, &s3, &r, false);
+    // an urgent read of a late block while the bulk download runs
+    r.wait_length(3000, Some(Duration::from_secs(30)));
+    let urgent = r
+        .get_async(2999, Some(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert_eq!(urgent, w.get(2999).unwrap());
+    until_complete(&r, 3000).await;
+    let per_peer = r.replicator().peer_stats();
+    assert_eq!(per_peer.len(), 2);
+    assert!(
+        per_peer.iter().all(|(_, st)| st.blocks > 0),
+        "both peers served blocks: {per_peer:?}"
+    );
+    assert_eq!(
+        per_peer.iter().map(|(_, st)| st.blocks).sum::<u64>(),
+        3000,
+        "each block is counted once as useful"
+    );
+    let stats = r.replicator().stats();
+    assert!(
+        stats.wasted_bytes * 10 <= stats.useful_bytes,
+        "duplicates stay within 10%: {stats:?}"
+    );
+    for i in (0..3000).step_by(97) {
+        assert_eq!(r.get(i).unwrap(), w.get(i).unwrap());
+    }
+    for h in [b1, b2] {
+        h.close().await.unwrap();
+    }
+    for h in [a1, a2] {
+        h.join().await.unwrap();
+    }
+}

@@ -180,6 +180,19 @@ impl Replicator {
         self.lock().sched.stats().clone()
     }
 
+    /// Per-peer counters of the peers currently registered (blocks and bytes each delivered,
+    /// requests, hotswaps, timeouts, snubs).
+    pub fn peer_stats(&self) -> Vec<(PeerId, crate::scheduler::PeerStats)> {
+        let s = self.lock();
+        let mut out: Vec<_> = s
+            .peers
+            .keys()
+            .filter_map(|p| s.sched.peer_stats(*p).map(|st| (*p, st.clone())))
+            .collect();
+        out.sort_by_key(|(p, _)| *p);
+        out
+    }
+
     /// Peers currently registered.
     pub fn peer_count(&self) -> usize {
         self.lock().peers.len()
