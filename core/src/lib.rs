@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod crypto;
+pub mod drive;
 pub mod encoding;
 mod error;
 pub mod flat_tree;

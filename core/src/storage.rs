@@ -335,9 +335,13 @@ impl Storage {
         id: u64,
         index: u64,
     ) -> Result<Option<&'t [u8]>> {
-        Ok(self
-            .run_at(txn, id, index)?
-            .map(|(first, run)| run.block((index - first) as usize)))
+        match self.run_at(txn, id, index)? {
+            None => Ok(None),
+            Some((first, run)) => run
+                .block((index - first) as usize)
+                .map(Some)
+                .map_err(|e| corrupt(format!("blocks from {first}: {e}"))),
+        }
     }
 
     pub(crate) fn block_has(&self, txn: &RoTxn, id: u64, index: u64) -> Result<bool> {
@@ -436,11 +440,13 @@ impl Storage {
             let (keep_before, keep_after): (Vec<Vec<u8>>, Vec<Vec<u8>>) = {
                 let (_, run) = self.run_at(txn, id, first)?.expect("listed above");
                 let before = (first..cut_from)
-                    .map(|i| run.block((i - first) as usize).to_vec())
-                    .collect();
+                    .map(|i| run.block((i - first) as usize).map(<[u8]>::to_vec))
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(corrupt)?;
                 let after = (cut_to..end)
-                    .map(|i| run.block((i - first) as usize).to_vec())
-                    .collect();
+                    .map(|i| run.block((i - first) as usize).map(<[u8]>::to_vec))
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(corrupt)?;
                 (before, after)
             };
             self.blocks.delete(txn, &pos_key(id, first))?;
@@ -530,8 +536,8 @@ impl<'a> Run<'a> {
             ends: &bytes[4..head],
             data: &bytes[head..],
         };
-        let last = run.end(count - 1);
-        if last != run.data.len() || (1..count).any(|i| run.end(i) < run.end(i - 1)) {
+        // O(1): the other offsets are checked as blocks are read
+        if run.end(count - 1) != run.data.len() {
             return Err("block run offsets do not match its data".into());
         }
         Ok(run)
@@ -545,9 +551,12 @@ impl<'a> Run<'a> {
         u32::from_le_bytes(self.ends[4 * i..4 * i + 4].try_into().expect("4 bytes")) as usize
     }
 
-    fn block(&self, i: usize) -> &'a [u8] {
+    fn block(&self, i: usize) -> std::result::Result<&'a [u8], String> {
         let start = if i == 0 { 0 } else { self.end(i - 1) };
-        &self.data[start..self.end(i)]
+        let end = self.end(i);
+        self.data
+            .get(start..end)
+            .ok_or_else(|| format!("block run offsets {start}..{end} are out of order"))
     }
 }
 
@@ -615,13 +624,14 @@ mod tests {
         let run = Run::parse(&bytes).unwrap();
         assert_eq!(run.count(), 4);
         for (i, b) in blocks.iter().enumerate() {
-            assert_eq!(run.block(i), &b[..]);
+            assert_eq!(run.block(i).unwrap(), &b[..]);
         }
         assert!(Run::parse(&bytes[..bytes.len() - 1]).is_err());
         assert!(Run::parse(&[0, 0, 0, 0]).is_err());
         assert!(Run::parse(&[255, 255, 255, 255, 1]).is_err());
         let mut bad = bytes.clone();
-        bad[8] = 200; // second end offset beyond the data
-        assert!(Run::parse(&bad).is_err());
+        bad[8] = 200; // second end offset beyond the data: found when that block is read
+        let run = Run::parse(&bad).unwrap();
+        assert!(run.block(1).is_err() && run.block(2).is_err());
     }
 }

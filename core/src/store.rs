@@ -181,8 +181,35 @@ impl Store {
         self.writable(kp, false, Some((ns, name)))
     }
 
+    /// A writable log keyed by the hash of `manifest`, signed with `kp` (which must be one of
+    /// its signers). Hyperdrive's content log is made this way: the drive's key pair under a
+    /// manifest with its own signer namespace. Opening it again returns the same log.
+    pub fn create_log_with_manifest(&self, manifest: Manifest, kp: KeyPair) -> Result<Log> {
+        if !manifest
+            .signers
+            .iter()
+            .any(|s| s.public_key == kp.public_key())
+        {
+            return Err(Error::InvalidManifest(
+                "the key pair is not one of the manifest's signers".into(),
+            ));
+        }
+        Verifier::new(manifest.hash(), manifest.clone())?;
+        self.writable_with(kp, false, None, manifest)
+    }
+
     fn writable(&self, kp: KeyPair, compat: bool, name: Option<(&Hash, &str)>) -> Result<Log> {
         let manifest = Manifest::default_signer(kp.public_key());
+        self.writable_with(kp, compat, name, manifest)
+    }
+
+    fn writable_with(
+        &self,
+        kp: KeyPair,
+        compat: bool,
+        name: Option<(&Hash, &str)>,
+        manifest: Manifest,
+    ) -> Result<Log> {
         let key = if compat {
             kp.public_key()
         } else {

@@ -168,13 +168,20 @@ impl Connection {
     /// Sends what the schedulers queued for this connection's peers.
     pub fn poll_scheduler(&mut self) -> Result<()> {
         let ids: Vec<ChannelId> = self.channels.keys().copied().collect();
+        self.mux.cork();
+        let mut result = Ok(());
         for ch in ids {
             let mut out = Outbox::new();
             if let Some(c) = self.channels.get_mut(&ch) {
                 c.pump(&mut out);
             }
-            self.send_all(ch, out)?;
+            result = self.send_all(ch, out);
+            if result.is_err() {
+                break;
+            }
         }
+        self.mux.uncork();
+        result?;
         self.flush()
     }
 
@@ -231,13 +238,23 @@ impl Connection {
                 }
             }
         }
+        // everything sent in answer to this read goes out in protomux batches (one encrypted
+        // message each instead of one per reply)
+        self.mux.cork();
+        let result = self.receive_frames();
+        self.mux.uncork();
+        result?;
+        self.flush()
+    }
+
+    fn receive_frames(&mut self) -> Result<()> {
         while let Some(frame) = self.transport.next_message() {
             self.mux.receive(&frame)?;
             while let Some(ev) = self.mux.next_event() {
                 self.on_mux_event(ev)?;
             }
         }
-        self.flush()
+        Ok(())
     }
 
     fn on_mux_event(&mut self, ev: Event) -> Result<()> {
@@ -343,14 +360,23 @@ impl Connection {
     fn flush_data(&mut self) -> Result<()> {
         let peer = self.peer_id;
         let ids: Vec<ChannelId> = self.channels.keys().copied().collect();
+        self.mux.cork();
+        let mut result = Ok(());
         for ch in ids {
             let mut out = Outbox::new();
             if let Some(c) = self.channels.get_mut(&ch) {
-                c.flush_data(peer, &mut out)?;
+                result = c.flush_data(peer, &mut out);
+                c.pump(&mut out);
             }
-            self.send_all(ch, out)?;
+            if result.is_ok() {
+                result = self.send_all(ch, out);
+            }
+            if result.is_err() {
+                break;
+            }
         }
-        Ok(())
+        self.mux.uncork();
+        result
     }
 
     fn send_all(&mut self, channel: ChannelId, out: Outbox) -> Result<()> {
