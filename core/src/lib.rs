@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod bee;
 pub mod crypto;
 pub mod drive;
 pub mod encoding;
