@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod bee;
+pub mod blobs;
 pub mod crypto;
 pub mod drive;
 pub mod encoding;
