@@ -209,8 +209,11 @@ impl Bee {
     }
 
     /// A read-only view at `version` (0 reads as 1). Fails with [`Error::OutOfBounds`] past the
-    /// log length, and with [`Error::InvalidArgument`] for a version inside a batch (whose last
-    /// block holds no tree root; the reference throws there too).
+    /// log length, and with [`Error::InvalidArgument`] for a version inside a batch: one whose
+    /// last block holds no tree root (the reference throws there too), or whose last block is a
+    /// put missing from its own index (the reference reads a wrong tree there). A version that
+    /// ends on a deletion inside a batch cannot be told apart and reads a partial tree, as in the
+    /// reference.
     pub fn checkout(&self, version: u64) -> Result<Bee> {
         let version = version.max(1);
         let length = self.inner.log.length();
@@ -253,6 +256,9 @@ impl Bee {
     /// every key whose entry differs (a different block) or exists on one side only, within the
     /// bounds of `range` (`reverse` is ignored, `limit` counts pairs). Subtrees both versions
     /// share are skipped without being read.
+    ///
+    /// Bounds read as in [`Bee::range`]. (With both `gt` and `gte` set, hyperbee 2.27.3's diff
+    /// starts at `gt`'s key inclusively, unlike its own range read; libdat lets `gt` win in both.)
     pub fn diff(&self, other_version: u64, range: RangeOptions) -> Result<DiffIter> {
         let right = self.checkout(other_version)?;
         DiffIter::new(self.source(), right.source(), range)
@@ -318,5 +324,91 @@ impl Bee {
         let block = messages::encode_node(&messages::encode_index(&levels), key, value);
         self.inner.log.append(&block)?;
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Durability, Store, StoreOptions};
+
+    fn cached(bee: &Bee) -> usize {
+        bee.inner.cache.lock().unwrap().len()
+    }
+
+    #[test]
+    fn lookups_read_a_logarithmic_number_of_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with(
+            dir.path(),
+            StoreOptions {
+                durability: Durability::NoSync,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let log = store.named_log("db").unwrap();
+        let bee = Bee::open(log.clone());
+        let mut b = bee.batch();
+        for i in 0..5000u32 {
+            b.put(
+                format!("{:08}", i.wrapping_mul(2_654_435_761) % 100_000),
+                "v",
+            )
+            .unwrap();
+        }
+        b.flush().unwrap();
+        for i in 0..200u32 {
+            bee.put(format!("{i:05}"), "w").unwrap();
+        }
+        let depth = {
+            let src = bee.source();
+            let mut node = src.root().unwrap().unwrap();
+            let mut d = 1;
+            while !node.is_leaf() {
+                node = src.child(&node, 0).unwrap();
+                d += 1;
+            }
+            d
+        };
+        assert!((4..=7).contains(&depth), "depth {depth}");
+
+        // a fresh bee (empty cache): one node block per level, at most 4 compared keys per node
+        let fresh = Bee::open(log.clone());
+        assert_eq!(fresh.get("00150").unwrap().unwrap().value.unwrap(), b"w");
+        let n = cached(&fresh);
+        eprintln!("depth {depth}: get read {n} blocks");
+        assert!(
+            n <= depth * 5,
+            "get read {n} blocks for a tree of depth {depth}"
+        );
+
+        let fresh = Bee::open(log.clone());
+        let got = fresh
+            .range(RangeOptions::new().gte("0005").limit(10))
+            .unwrap()
+            .count();
+        assert_eq!(got, 10);
+        let n = cached(&fresh);
+        eprintln!("range of 10 read {n} blocks");
+        assert!(n <= depth * 5 + 20, "range read {n} blocks");
+
+        // a diff between neighbouring versions reads only the changed paths
+        let fresh = Bee::open(log.clone());
+        let v = fresh.version();
+        assert_eq!(fresh.diff(v - 1, RangeOptions::new()).unwrap().count(), 1);
+        let n = cached(&fresh);
+        eprintln!("diff of neighbouring versions read {n} blocks");
+        assert!(n <= depth * 12, "diff read {n} blocks");
+    }
+
+    #[test]
+    fn handles_are_send_and_sync() {
+        fn both<T: Send + Sync>() {}
+        both::<Bee>();
+        both::<Batch>();
+        both::<RangeIter>();
+        both::<HistoryIter>();
+        both::<DiffIter>();
     }
 }

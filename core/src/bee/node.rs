@@ -91,6 +91,11 @@ impl BlockCache {
         64 + b.key.len() + b.value.as_ref().map_or(0, Vec::len) + 24 * b.levels.len()
     }
 
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
     fn get(&mut self, fork: u64, seq: u64) -> Option<Arc<Block>> {
         if fork != self.fork {
             *self = BlockCache::new(fork);
