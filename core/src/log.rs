@@ -925,14 +925,7 @@ fn contiguous_from(
     from: u64,
     length: u64,
 ) -> Result<u64> {
-    let mut end = from;
-    for (first, count) in storage.runs_in(txn, id, from, length)? {
-        if first > end {
-            break;
-        }
-        end = end.max(first + count);
-    }
-    Ok(end.min(length))
+    storage.contiguous_end(txn, id, from, length)
 }
 
 fn head_record(t: &TreeState, tree_hash: Hash) -> HeadRecord {

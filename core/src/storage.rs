@@ -393,6 +393,37 @@ impl Storage {
             .put(txn, &pos_key(id, index), &Run::encode(&[data]))?)
     }
 
+    /// The end of the stored blocks that follow `from` without a gap (at most `to`); reads only
+    /// as far as the first gap.
+    pub(crate) fn contiguous_end(&self, txn: &RoTxn, id: u64, from: u64, to: u64) -> Result<u64> {
+        if from >= to {
+            return Ok(from.min(to));
+        }
+        let mut end = match self.run_at(txn, id, from)? {
+            Some((first, run)) => first + run.count(),
+            None => return Ok(from),
+        };
+        let start = pos_key(id, end.saturating_sub(1));
+        let stop = pos_key(id, to);
+        let r: (std::ops::Bound<&[u8]>, std::ops::Bound<&[u8]>) = (
+            std::ops::Bound::Excluded(&start[..]),
+            std::ops::Bound::Excluded(&stop[..]),
+        );
+        for item in self.blocks.range(txn, &r)? {
+            let (k, v) = item?;
+            let (_, first) = split_key(k)?;
+            if first > end {
+                break;
+            }
+            let run = Run::parse(v).map_err(|e| corrupt(format!("blocks from {first}: {e}")))?;
+            end = end.max(first + run.count());
+            if end >= to {
+                break;
+            }
+        }
+        Ok(end.min(to))
+    }
+
     /// The runs of a log that hold any block in `[from, to)`: `(first, count)`.
     pub(crate) fn runs_in(
         &self,

@@ -423,26 +423,15 @@ impl Channel {
     /// Verifies and stores the data received since the last call, in one transaction. An `Err`
     /// means the peer sent something invalid and must be dropped (what was valid is kept).
     pub(crate) fn flush_data(&mut self, peer: u64, out: &mut Outbox) -> Result<()> {
-        if self.pending_data.is_empty() {
-            return Ok(());
-        }
-        let batch = std::mem::take(&mut self.pending_data);
-        let (_, err) = self.log.apply_batch(&batch, peer);
-        match err {
-            None | Some(Error::StaleProof(_) | Error::ForkMismatch { .. } | Error::Conflict(_)) => {
-            }
-            Some(
-                e @ (Error::InvalidProof(_)
-                | Error::InvalidSignature(_)
-                | Error::InvalidManifest(_)
-                | Error::MissingNode(_)
-                | Error::Decode(_)
-                | Error::OutOfBounds(_)),
-            ) => return Err(Error::Protocol(format!("peer sent bad data: {e}"))),
-            Some(e) => return Err(e),
-        }
+        let batch = self.take_pending();
+        apply_data(&self.log, &batch, peer)?;
         self.schedule(out);
         Ok(())
+    }
+
+    /// The data received and not yet stored (for a caller that stores it on another thread).
+    pub(crate) fn take_pending(&mut self) -> Vec<crate::proof::Data> {
+        std::mem::take(&mut self.pending_data)
     }
 
     /// Answers a request with a proof, or noData. Returns the block index uploaded, if any.
@@ -502,6 +491,29 @@ impl Drop for Channel {
         if self.registered {
             self.replicator.remove_peer(self.peer);
         }
+    }
+}
+
+/// Verifies and stores `batch` from `peer` in one transaction. An `Err` means the peer sent
+/// something invalid and must be dropped (what was valid before it is kept).
+pub(crate) fn apply_data(log: &Log, batch: &[crate::proof::Data], peer: u64) -> Result<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let (_, err) = log.apply_batch(batch, peer);
+    match err {
+        None | Some(Error::StaleProof(_) | Error::ForkMismatch { .. } | Error::Conflict(_)) => {
+            Ok(())
+        }
+        Some(
+            e @ (Error::InvalidProof(_)
+            | Error::InvalidSignature(_)
+            | Error::InvalidManifest(_)
+            | Error::MissingNode(_)
+            | Error::Decode(_)
+            | Error::OutOfBounds(_)),
+        ) => Err(Error::Protocol(format!("peer sent bad data: {e}"))),
+        Some(e) => Err(e),
     }
 }
 

@@ -78,6 +78,30 @@ pub enum ConnectionEvent {
 
 static NEXT_PEER_ID: AtomicU64 = AtomicU64::new(1);
 
+/// Blocks received on a connection, not yet verified and stored ([`Connection::take_received`]).
+#[derive(Debug, Default)]
+pub struct Received {
+    work: Vec<(Log, Vec<crate::proof::Data>)>,
+    peer: u64,
+}
+
+impl Received {
+    /// True when there is nothing to store.
+    pub fn is_empty(&self) -> bool {
+        self.work.is_empty()
+    }
+
+    /// Verifies and stores the blocks, one transaction per log. An `Err` means the peer sent
+    /// something invalid and must be dropped (what was valid before it is kept). Once stored,
+    /// the logs' schedulers issue the next requests (see [`Connection::waker`]).
+    pub fn apply(self) -> Result<()> {
+        for (log, batch) in &self.work {
+            super::channel::apply_data(log, batch, self.peer)?;
+        }
+        Ok(())
+    }
+}
+
 /// One replication connection.
 pub struct Connection {
     store: Store,
@@ -377,6 +401,22 @@ impl Connection {
         }
         self.mux.uncork();
         result
+    }
+
+    /// Takes the blocks received so far, to be verified and stored by [`Received::apply`] on
+    /// another thread while this connection goes on reading (the next batch accumulates during
+    /// the commit, so commits, and fsyncs, grow with the load).
+    pub fn take_received(&mut self) -> Received {
+        let work = self
+            .channels
+            .values_mut()
+            .map(|c| (c.log.clone(), c.take_pending()))
+            .filter(|(_, d)| !d.is_empty())
+            .collect();
+        Received {
+            work,
+            peer: self.peer_id,
+        }
     }
 
     fn send_all(&mut self, channel: ChannelId, out: Outbox) -> Result<()> {

@@ -116,6 +116,7 @@ where
         watch(log, &mut watched);
     }
     let wake = conn.waker();
+    let mut applying: Option<JoinHandle<Result<()>>> = None;
     let mut ticks = tokio::time::interval(crate::scheduler::SchedulerOptions::default().tick);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut buf = vec![0u8; 64 * 1024];
@@ -165,17 +166,14 @@ where
                     if let Some(e) = failed {
                         break Err(e);
                     }
-                    // Send the requests the arrivals freed before storing them, and let the writer
-                    // task run, so the peer works while this side verifies and commits.
                     let out = conn.take_output();
-                    if !out.is_empty() {
-                        if out_tx.send(out).is_err() {
-                            break Ok(());
-                        }
-                        tokio::task::yield_now().await;
+                    if !out.is_empty() && out_tx.send(out).is_err() {
+                        break Ok(());
                     }
-                    if let Err(e) = conn.apply_received() {
-                        break Err(e);
+                    // Verify and store on a blocking thread while this task goes on reading:
+                    // what arrives during one commit goes into the next.
+                    if applying.is_none() {
+                        applying = start_apply(&mut conn);
                     }
                     if eof {
                         break Ok(());
@@ -183,6 +181,18 @@ where
                 }
                 Err(e) => break Err(e.into()),
             },
+            done = async { applying.as_mut().expect("guarded").await }, if applying.is_some() => {
+                applying = None;
+                match done {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => break Err(e),
+                    Err(e) => break Err(Error::Io(std::io::Error::other(e.to_string()))),
+                }
+                applying = start_apply(&mut conn);
+                if let Err(e) = conn.poll_scheduler() {
+                    break Err(e);
+                }
+            }
             () = wake.notified() => {
                 if let Err(e) = conn.poll_scheduler() {
                     break Err(e);
@@ -209,6 +219,16 @@ where
             },
         }
     };
+    // what was received is still stored (a peer that failed is not trusted further)
+    if let Some(h) = applying.take() {
+        let _ = h.await;
+    }
+    if result.is_ok() {
+        let rest = conn.take_received();
+        if !rest.is_empty() {
+            let _ = tokio::task::spawn_blocking(move || rest.apply()).await;
+        }
+    }
     let out = conn.take_output();
     if !out.is_empty() {
         let _ = out_tx.send(out);
@@ -216,6 +236,11 @@ where
     drop(out_tx);
     let _ = writer.await;
     result
+}
+
+fn start_apply(conn: &mut Connection) -> Option<JoinHandle<Result<()>>> {
+    let work = conn.take_received();
+    (!work.is_empty()).then(|| tokio::task::spawn_blocking(move || work.apply()))
 }
 
 /// Bytes read before the received blocks are stored.

@@ -10,6 +10,6 @@ mod replicator;
 mod transport;
 
 pub use channel::PeerLimits;
-pub use connection::{Connection, ConnectionEvent, ConnectionOptions, PROTOCOL};
+pub use connection::{Connection, ConnectionEvent, ConnectionOptions, PROTOCOL, Received};
 pub use replicator::{Prioritized, Replicator};
 pub use transport::SecureTransport;

@@ -115,15 +115,13 @@ impl Replicator {
     }
 
     /// Sparse (`true`): only prioritized ranges are fetched. Not sparse (`false`): the whole
-    /// log, live, at priority 0 in random order with hotswap, besides any prioritized range.
+    /// log, live, at priority 0 in linear order with hotswap, besides any prioritized range.
     pub fn set_sparse(&self, sparse: bool) {
         let mut s = self.lock();
         let now = s.origin.elapsed();
         match (sparse, s.whole) {
             (false, None) => {
-                let (h, actions) = s
-                    .sched
-                    .prioritize(now, Prioritize::live(0).priority(0).hotswap(true));
+                let (h, actions) = s.sched.prioritize(now, whole_log());
                 s.whole = Some(h);
                 s.signals.insert(h, Signal::new());
                 s.want(0, u64::MAX);
@@ -416,6 +414,17 @@ impl Replicator {
             None => Some(Err(unprioritized())),
         }
     }
+}
+
+/// The built-in range of a non-sparse log: all of it, live, at priority 0, with hotswap. In
+/// linear order: blocks then arrive mostly in sequence, which stores them as appends (random
+/// order scatters every commit over the whole B-tree and costs several times the disk writes),
+/// and a reader of the log's start gets it first.
+fn whole_log() -> Prioritize {
+    Prioritize::live(0)
+        .priority(0)
+        .order(crate::scheduler::Order::Linear)
+        .hotswap(true)
 }
 
 fn unprioritized() -> Error {
