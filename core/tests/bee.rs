@@ -10,7 +10,7 @@ use dat_core::bee::{
     Bee, BeeOptions, ChangeKind, DiffEntry, Entry, Header, HistoryOptions, Metadata, NodeBlock,
     RangeOptions,
 };
-use dat_core::{Error, KeyPair, Log, LogOptions, Store};
+use dat_core::{Durability, Error, KeyPair, Log, LogOptions, Store, StoreOptions};
 
 const VECTOR: &str = include_str!("vectors/hyperbee-2.27.3.txt");
 const EDGE: &str = include_str!("vectors/hyperbee-2.27.3-edge-cases.txt");
@@ -280,6 +280,33 @@ fn v1_reads_with_bounds_history_options_and_reopen() {
         })
         .is_empty()
     );
+    // out-of-range numbers are clamped, never overflow
+    assert!(
+        hist(HistoryOptions {
+            gt: Some(i64::MAX),
+            lte: Some(i64::MAX),
+            ..Default::default()
+        })
+        .is_empty()
+    );
+    assert_eq!(
+        hist(HistoryOptions {
+            gte: Some(i64::MIN),
+            lte: Some(i64::MIN),
+            ..Default::default()
+        }),
+        vec![]
+    );
+    assert_eq!(
+        hist(HistoryOptions {
+            gte: Some(-1000),
+            lt: Some(1000),
+            ..Default::default()
+        })
+        .len(),
+        18
+    );
+    assert!(format!("{bee:?}").len() < 1000, "Debug stays short");
 
     // a reopened store reads the same tree (through a fresh cache)
     let key = log.key();
@@ -493,4 +520,78 @@ fn read_only_and_misuse() {
     plain.append(b"\x0a\x05garbage").unwrap();
     let pb = Bee::open(plain);
     assert!(matches!(pb.get("a"), Err(Error::Corrupt(_))));
+}
+
+/// Blocks that decode but describe no valid tree (random pointers, cycles, wrong child counts,
+/// pointers past the version, garbage): every read and write returns a value or an error; none
+/// panics or loops.
+#[test]
+fn hostile_blocks_never_panic() {
+    use dat_core::bee::Level;
+    let mut x: u64 = 0x1234_5678_9abc_def1;
+    let mut rnd = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n.max(1)
+    };
+    for case in 0..60 {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = StoreOptions {
+            durability: Durability::NoSync,
+            ..Default::default()
+        };
+        let store = Store::open_with(dir.path(), opts).unwrap();
+        let log = store.create_log(LogOptions::default()).unwrap();
+        log.append(&Header::hyperbee(None).encode()).unwrap();
+        let n = 2 + rnd(30);
+        for seq in 1..=n {
+            if rnd(20) == 0 {
+                log.append(&[0x0a, 0x05, 0xff]).unwrap(); // undecodable
+                continue;
+            }
+            let levels = (0..rnd(5))
+                .map(|_| {
+                    let k = rnd(10) as usize;
+                    let keys = (0..k).map(|_| rnd(n + 3)).collect();
+                    let children = match rnd(3) {
+                        0 => vec![],
+                        1 => (0..=k).map(|_| (rnd(seq + 2), rnd(5))).collect(),
+                        _ => (0..rnd(12)).map(|_| (rnd(n + 3), rnd(5))).collect(),
+                    };
+                    Level { keys, children }
+                })
+                .collect();
+            let block = NodeBlock {
+                levels,
+                key: vec![b'a' + rnd(8) as u8],
+                value: (rnd(3) > 0).then(|| vec![1]),
+            };
+            log.append(&block.encode()).unwrap();
+        }
+        let bee = Bee::open(log.clone());
+        for v in 0..=log.length() + 1 {
+            let Ok(co) = bee.checkout(v) else { continue };
+            for k in [&b"a"[..], b"d", b"h", b""] {
+                let _ = co.get(k);
+            }
+            if let Ok(it) = co.range(RangeOptions::new().reverse(case % 2 == 0)) {
+                let _ = it.take(2000).count();
+            }
+            if let Ok(it) = co.range(RangeOptions::new().gt("b").lte("f")) {
+                let _ = it.take(2000).count();
+            }
+            let _ = co.history(HistoryOptions::default()).map(|h| h.count());
+            if let Ok(d) = co.diff(rnd(log.length() + 1), RangeOptions::new().gte("c")) {
+                let _ = d.take(2000).count();
+            }
+        }
+        let _ = bee.put("c", "x");
+        let _ = bee.del("d");
+        let mut b = bee.batch();
+        let _ = b.put("e", "y");
+        let _ = b.del("a");
+        let _ = b.get("e");
+        let _ = b.flush();
+    }
 }

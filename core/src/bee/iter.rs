@@ -320,16 +320,16 @@ pub struct HistoryIter {
 
 impl HistoryIter {
     pub(crate) fn new(src: Source, opts: HistoryOptions) -> Self {
-        let v = src.version as i64;
-        let rel = |n: i64| if n < 0 { n + v } else { n };
+        let v = i64::try_from(src.version).unwrap_or(i64::MAX);
+        let rel = |n: i64| if n < 0 { n.saturating_add(v) } else { n };
         let start = match (opts.gt, opts.gte) {
-            (Some(gt), _) => rel(gt) + 1,
+            (Some(gt), _) => rel(gt).saturating_add(1),
             (None, Some(gte)) => rel(gte),
             _ => 1,
         };
         let end = match (opts.lt, opts.lte) {
             (Some(lt), _) => rel(lt),
-            (None, Some(lte)) => rel(lte) + 1,
+            (None, Some(lte)) => rel(lte).saturating_add(1),
             _ => v,
         };
         HistoryIter {

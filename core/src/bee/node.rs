@@ -64,12 +64,21 @@ impl Block {
 }
 
 /// Blocks most recently read, bounded by count and bytes; cleared when the log's fork changes.
-#[derive(Debug)]
 pub(crate) struct BlockCache {
     fork: u64,
     map: HashMap<u64, Arc<Block>>,
     order: VecDeque<u64>,
     bytes: usize,
+}
+
+impl std::fmt::Debug for BlockCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockCache")
+            .field("fork", &self.fork)
+            .field("blocks", &self.map.len())
+            .field("bytes", &self.bytes)
+            .finish()
+    }
 }
 
 /// Most blocks cached per bee.
