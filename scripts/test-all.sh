@@ -31,6 +31,17 @@ run fuzz-regressions env CARGO_TARGET_DIR=target cargo test --manifest-path fuzz
 read -r p f < <(grep -E '^test result:' "$LOG/fuzz-regressions.log" | awk '{p+=$4; f+=$6} END {print p+0, f+0}')
 pass=$((pass + p)); fail=$((fail + f))
 
+# C ABI: include/dat.h matches ffi/src (regenerated with the pinned cbindgen to a temp file and
+# diffed), the C tests against libdat.so and libdat.a (each program prints "N passed, N failed"),
+# and the same programs under valgrind (one check each: no definite leak, no memory error).
+if run c-header make --no-print-directory check-header; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
+run c make --no-print-directory c-test
+read -r p f < <(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$LOG/c.log" | awk '{p+=$1; f+=$3} END {print p+0, f+0}')
+pass=$((pass + p)); fail=$((fail + f))
+run c-valgrind make --no-print-directory c-valgrind
+p=$(grep -c '^valgrind .*: clean$' "$LOG/c-valgrind.log"); f=$(grep -c '^valgrind .*: FAILED$' "$LOG/c-valgrind.log")
+pass=$((pass + p)); fail=$((fail + f))
+
 # Lint: formatting and clippy count as one check each.
 if run fmt cargo fmt --all --check; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
 if run clippy cargo clippy --workspace --all-targets -- -D warnings; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
