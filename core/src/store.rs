@@ -57,6 +57,8 @@ pub(crate) struct StoreInner {
     pub(crate) path: PathBuf,
     primary_key: [u8; 32],
     open: Mutex<HashMap<Hash, Weak<LogInner>>>,
+    /// Discovery keys of logs as they are opened (replication attaches them to connections).
+    opened: tokio::sync::broadcast::Sender<Hash>,
 }
 
 /// A directory of logs. Cheap to clone; all clones share one environment.
@@ -142,6 +144,7 @@ impl Store {
                 path,
                 primary_key,
                 open: Mutex::new(HashMap::new()),
+                opened: tokio::sync::broadcast::channel(1024).0,
             }),
         })
     }
@@ -278,6 +281,13 @@ impl Store {
             .ok_or_else(|| Error::Corrupt("a log vanished right after creation".into()))
     }
 
+    /// Discovery keys of logs as they are opened in this store (not reopened while a handle to
+    /// them is alive). Connections made with [`crate::replication::driver`] use it to
+    /// replicate logs opened after they started, as corestore does.
+    pub fn subscribe_opened(&self) -> tokio::sync::broadcast::Receiver<Hash> {
+        self.inner.opened.subscribe()
+    }
+
     /// The log with discovery key `dk`, if the store holds it.
     pub fn by_discovery_key(&self, dk: &Hash) -> Result<Option<Log>> {
         let mut open = self.inner.open.lock().unwrap_or_else(|p| p.into_inner());
@@ -294,6 +304,8 @@ impl Store {
         })?;
         open.retain(|_, w| w.strong_count() > 0);
         open.insert(*dk, log.downgrade());
+        drop(open);
+        let _ = self.inner.opened.send(*dk);
         Ok(Some(log))
     }
 

@@ -166,10 +166,12 @@ impl Connection {
     }
 
     /// Replicates `log` on this connection (opens its channel now or once connected). Not
-    /// `sparse`: the whole log is fetched at priority 0 (from every peer replicating it). Sparse:
-    /// only what [`Log::prioritize`] or [`Log::get_wait`] asks for.
+    /// `sparse`: the whole log is fetched at priority 0 (from every peer replicating it), unless
+    /// the log was already set sparse ([`Log::set_sparse`]). Sparse: only what
+    /// [`Log::prioritize`] or [`Log::get_wait`] asks for.
     pub fn replicate(&mut self, log: &Log, sparse: bool) -> Result<()> {
-        if !sparse {
+        // a log whose mode its owner already chose (a sparse drive, say) keeps it
+        if !sparse && !log.is_replicating() {
             log.set_sparse(false);
         }
         if self.by_dk.contains_key(&log.discovery_key()) {
@@ -326,7 +328,7 @@ impl Connection {
                 };
                 match log {
                     Some(log) => {
-                        if !self.opts.sparse {
+                        if !self.opts.sparse && !log.is_replicating() {
                             log.set_sparse(false);
                         }
                         self.open_channel(log)?

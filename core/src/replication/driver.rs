@@ -115,6 +115,8 @@ where
         conn.replicate(log, *sparse)?;
         watch(log, &mut watched);
     }
+    // logs opened in the store later join this connection (as corestore does)
+    let mut opened = conn.store().subscribe_opened();
     let wake = conn.waker();
     let mut applying: Option<JoinHandle<Result<()>>> = None;
     let mut ticks = tokio::time::interval(crate::scheduler::SchedulerOptions::default().tick);
@@ -193,6 +195,17 @@ where
                     break Err(e);
                 }
             }
+            dk = opened.recv() => match dk {
+                Ok(dk) if !watched.contains(&dk) => {
+                    if let Some(log) = conn_store_log(&conn, &dk) {
+                        watch(&log, &mut watched);
+                        if let Err(e) = conn.replicate(&log, true) {
+                            break Err(e);
+                        }
+                    }
+                }
+                _ => {}
+            },
             () = wake.notified() => {
                 if let Err(e) = conn.poll_scheduler() {
                     break Err(e);
