@@ -64,6 +64,19 @@ mod tests {
     }
 
     #[test]
+    fn handles_documented_as_thread_safe_are_send_and_sync() {
+        fn shared<T: Send + Sync>() {}
+        fn movable<T: Send>() {}
+        shared::<store::StoreHandle>();
+        shared::<dat_core::Log>();
+        shared::<prioritize::RangeHandle>();
+        shared::<replication::ServerHandle>();
+        shared::<std::sync::Arc<replication::Conn>>();
+        shared::<events::Subscription>();
+        movable::<replication::Pump>();
+    }
+
+    #[test]
     fn version_macros_and_dat_version_match_cargo_toml() {
         // SAFETY: dat_version returns a static NUL-terminated string.
         let v = unsafe { std::ffi::CStr::from_ptr(dat_version()) };

@@ -8,10 +8,12 @@
 
 typedef struct {
   signal_t signal;
+  pthread_t thread;
 } done_t;
 
 static void on_done(void *userdata, dat_status status) {
   done_t *d = userdata;
+  d->thread = pthread_self();
   signal_raise(&d->signal, status);
 }
 
@@ -99,6 +101,7 @@ int main(void) {
   /* the callback fires once, from the library's callback thread */
   CHECK(signal_wait(&done.signal, 1, WAIT_MS) == 1);
   CHECK(done.signal.last_status == DAT_OK);
+  CHECK(!pthread_equal(done.thread, pthread_self())); /* a library thread, not this one */
   CHECK_OK(dat_range_wait(range, WAIT_MS));
   CHECK(dat_range_is_done(range));
   CHECK_OK(dat_log_length(rlog, &length));
