@@ -474,7 +474,7 @@ enum dat_status dat_log_open_named(const struct dat_store *store,
  * new empty one that fills from peers, verified block by block. `sparse`: fetch only what is
  * prioritized or read (`dat_log_prioritize`, `dat_log_get` with a timeout); not sparse: download
  * the whole log and follow its appends while it is replicated. The setting lasts while the log
- * is open in this process.
+ * is open in this process. A log opened while the store has connections joins them.
  */
 enum dat_status dat_log_open_key(const struct dat_store *store,
                                  const uint8_t *key,

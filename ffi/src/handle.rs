@@ -64,26 +64,6 @@ pub(crate) unsafe fn try_mut<'a, C: Castable<Ownership = OwnershipBox>>(
     unsafe { ptr.cast::<C::RustType>().as_mut() }.ok_or_else(|| Failure::null(name))
 }
 
-/// A new strong reference to the value behind an `Arc` handle; the handle stays valid.
-///
-/// # Safety
-/// `ptr` is NULL or an `Arc` handle of type `C` that libdat returned and that has not been freed.
-pub(crate) unsafe fn try_clone_arc<C: Castable<Ownership = OwnershipArc>>(
-    ptr: *const C,
-    name: &str,
-) -> Result<Arc<C::RustType>, Failure> {
-    if ptr.is_null() {
-        return Err(Failure::null(name));
-    }
-    let ptr = ptr.cast::<C::RustType>();
-    // SAFETY: `ptr` came from `Arc::into_raw` and its count is at least one (not yet freed);
-    // incrementing first keeps the handle's own reference alive after `from_raw`.
-    unsafe {
-        Arc::increment_strong_count(ptr);
-        Ok(Arc::from_raw(ptr))
-    }
-}
-
 /// Frees a `Box` handle; NULL is ignored.
 ///
 /// # Safety

@@ -44,7 +44,6 @@ pub extern "C" fn dat_log_create(store: *const dat_store, out: *mut *mut dat_log
         let store = store_ref(store)?;
         let out = out_ref(out, "out")?;
         let log = store.store.create_log(LogOptions::default())?;
-        store.announce(&log);
         out.write(box_handle(log));
         Ok(())
     })
@@ -65,7 +64,6 @@ pub extern "C" fn dat_log_open_named(
         let name = unsafe { str_arg(name, "name") }?;
         let out = out_ref(out, "out")?;
         let log = store.store.named_log(name)?;
-        store.announce(&log);
         out.write(box_handle(log));
         Ok(())
     })
@@ -75,7 +73,7 @@ pub extern "C" fn dat_log_open_named(
 /// new empty one that fills from peers, verified block by block. `sparse`: fetch only what is
 /// prioritized or read (`dat_log_prioritize`, `dat_log_get` with a timeout); not sparse: download
 /// the whole log and follow its appends while it is replicated. The setting lasts while the log
-/// is open in this process.
+/// is open in this process. A log opened while the store has connections joins them.
 #[unsafe(no_mangle)]
 pub extern "C" fn dat_log_open_key(
     store: *const dat_store,
@@ -90,10 +88,8 @@ pub extern "C" fn dat_log_open_key(
         let key = unsafe { key_arg(key, key_len, "key") }?;
         let out = out_ref(out, "out")?;
         let log = store.store.open_log(&key, None)?;
-        if !sparse {
-            log.set_sparse(false);
-        }
-        store.announce(&log);
+        // the mode is chosen here; connections keep it
+        log.set_sparse(sparse);
         out.write(box_handle(log));
         Ok(())
     })

@@ -21,10 +21,10 @@ use crate::log::{dat_log, log_ref};
 use crate::panic::{catch_or, catch_status};
 use crate::runtime::{block_on, runtime};
 use crate::status::{Failure, dat_status};
-use crate::store::{StoreHandle, dat_store, store_arc, store_ref};
+use crate::store::{dat_store, store_ref};
 
 /// Connection options of the C API: each log's own sparse setting decides what it fetches
-/// (`dat_log_open_key`), so connections never turn a sparse log into a full one.
+/// (`dat_log_open_key` chooses it), so connections never turn a sparse log into a full one.
 fn options() -> ConnectionOptions {
     ConnectionOptions {
         sparse: true,
@@ -38,24 +38,10 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    fn new(store: &StoreHandle, handle: ReplicationHandle) -> Arc<Conn> {
-        let conn = Arc::new(Conn {
+    fn new(handle: ReplicationHandle) -> Arc<Conn> {
+        Arc::new(Conn {
             handle: Mutex::new(Some(handle)),
-        });
-        store.add_connection(&conn);
-        conn
-    }
-
-    /// Replicates `log` on this connection too (with its own sparse setting).
-    pub(crate) fn replicate(&self, log: &Log) {
-        if let Some(h) = self
-            .handle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-        {
-            h.replicate(log, true);
-        }
+        })
     }
 
     /// The connection's events, while it is open.
@@ -109,7 +95,7 @@ pub extern "C" fn dat_replicator_listen(
     out: *mut *mut dat_server,
 ) -> dat_status {
     catch_status(|| {
-        let store = store_arc(store)?;
+        let store = store_ref(store)?;
         // SAFETY: `address` is NULL or a NUL-terminated string (header contract).
         let address = unsafe { str_arg(address, "address") }?;
         let out = out_ref(out, "out")?;
@@ -127,7 +113,7 @@ pub extern "C" fn dat_replicator_listen(
                                 let guard = c.handle.lock().unwrap_or_else(|p| p.into_inner());
                                 guard.as_ref().is_some_and(|h| !h.is_finished())
                             });
-                            accepted.push(Conn::new(&store, h));
+                            accepted.push(Conn::new(h));
                         }
                         None => break,
                     },
@@ -217,7 +203,7 @@ pub extern "C" fn dat_replicator_connect(
         let address = unsafe { str_arg(address, "address") }?;
         let out = out_ref(out, "out")?;
         let handle = block_on(driver::connect(&store.store, address, options()))??;
-        out.write(box_handle(Conn::new(store, handle)));
+        out.write(box_handle(Conn::new(handle)));
         Ok(())
     })
 }

@@ -1,13 +1,10 @@
 //! `dat_store`: a directory of logs.
 
+use dat_core::{Durability, Store, StoreOptions};
 use std::ffi::c_char;
-use std::sync::{Arc, Mutex, Weak};
-
-use dat_core::{Durability, Log, Store, StoreOptions};
 
 use crate::handle::{Castable, OwnershipArc, arc_handle, free_arc, out_ref, str_arg, try_ref};
 use crate::panic::{catch_or, catch_status};
-use crate::replication::Conn;
 use crate::status::{Failure, dat_status};
 
 /// A store: one directory holding many logs. Thread-safe. Logs, ranges, servers and
@@ -25,29 +22,6 @@ impl Castable for dat_store {
 /// What a `dat_store` points at.
 pub(crate) struct StoreHandle {
     pub(crate) store: Store,
-    /// The live connections of this store, so that logs opened later are replicated on them.
-    connections: Mutex<Vec<Weak<Conn>>>,
-}
-
-impl StoreHandle {
-    /// Tracks a new connection.
-    pub(crate) fn add_connection(&self, conn: &Arc<Conn>) {
-        let mut conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());
-        conns.retain(|c| c.strong_count() > 0);
-        conns.push(Arc::downgrade(conn));
-    }
-
-    /// Replicates a log opened through the C API on every live connection of the store (a
-    /// connection announces the logs the store holds when it starts; this adds the later ones).
-    pub(crate) fn announce(&self, log: &Log) {
-        let conns: Vec<Arc<Conn>> = {
-            let conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());
-            conns.iter().filter_map(Weak::upgrade).collect()
-        };
-        for c in conns {
-            c.replicate(log);
-        }
-    }
 }
 
 /// How durable each commit of a store is (`dat_store_options.durability`).
@@ -118,10 +92,7 @@ fn open(
         }
     }
     let store = Store::open_with(path, opts)?;
-    out.write(arc_handle(StoreHandle {
-        store,
-        connections: Mutex::new(Vec::new()),
-    }));
+    out.write(arc_handle(StoreHandle { store }));
     Ok(())
 }
 
@@ -139,10 +110,4 @@ pub(crate) fn store_ref<'a>(store: *const dat_store) -> Result<&'a StoreHandle, 
     // SAFETY: `store` is NULL or a live store handle for the duration of the call (contract of
     // every function taking a `const dat_store *`).
     unsafe { try_ref(store, "store") }
-}
-
-/// A new reference to the handle behind `store`.
-pub(crate) fn store_arc(store: *const dat_store) -> Result<Arc<StoreHandle>, Failure> {
-    // SAFETY: as `store_ref`.
-    unsafe { crate::handle::try_clone_arc(store, "store") }
 }
