@@ -2,8 +2,8 @@
 //!
 //! Each C handle type (`dat_log`, `dat_store`, ...) is a zero-sized marker that C only ever sees
 //! behind a pointer. [`Castable`] says which Rust value it stands for and whether that value is
-//! held in a `Box` (one owner: the handle is freed once) or an `Arc` (shared: libdat's other
-//! handles may keep it alive after the caller frees theirs). The helpers below only type-check
+//! held in a `Box` (one owner: the handle is freed once) or an `Arc` (reference-counted: the free
+//! function releases the caller's reference). The helpers below only type-check
 //! for the ownership the marker declares, so a `Box` handle cannot be freed as an `Arc`.
 //! Every check of a pointer argument returns a [`Failure`] (NULL → `DAT_NULL_ARGUMENT`) instead of
 //! crashing.
