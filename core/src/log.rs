@@ -71,6 +71,8 @@ pub(crate) struct LogInner {
     events: tokio::sync::broadcast::Sender<LogEvent>,
     /// The replication scheduler of this log, created when it is first replicated or waited on.
     replicator: std::sync::OnceLock<Arc<Replicator>>,
+    /// How long `get` waits for a remote block, in ms (0: not at all, u64::MAX: forever).
+    wait_ms: std::sync::atomic::AtomicU64,
 }
 
 struct VerifierState {
@@ -187,6 +189,7 @@ impl Log {
                 contiguous: std::sync::atomic::AtomicU64::new(contiguous),
                 events: tokio::sync::broadcast::channel(EVENT_BUFFER).0,
                 replicator: std::sync::OnceLock::new(),
+                wait_ms: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }
@@ -597,8 +600,38 @@ impl Log {
         self.inner.replicator.get().is_some()
     }
 
-    /// Reads block `index`, checking its bytes against the tree.
+    /// Reads block `index`, checking its bytes against the tree. When the block is not local
+    /// and a wait is set ([`Log::set_wait`]) on a log this side does not write, it is fetched
+    /// from peers at the top priority ([`Log::get_wait`]).
     pub fn get(&self, index: u64) -> Result<Vec<u8>> {
+        match self.get_local(index) {
+            Err(Error::NotAvailable(_)) if !self.writable() => {
+                use std::sync::atomic::Ordering;
+                match self.inner.wait_ms.load(Ordering::Relaxed) {
+                    0 => Err(Error::NotAvailable(index)),
+                    u64::MAX => self.get_wait(index, None),
+                    ms => self.get_wait(index, Some(std::time::Duration::from_millis(ms))),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// How long [`Log::get`] waits for a block that is not local: `None` never (the default,
+    /// [`Error::NotAvailable`] at once), `Some(Duration::MAX)` without limit.
+    pub fn set_wait(&self, timeout: Option<std::time::Duration>) {
+        let ms = match timeout {
+            None => 0,
+            Some(d) if d == std::time::Duration::MAX => u64::MAX,
+            Some(d) => (d.as_millis() as u64).clamp(1, u64::MAX - 1),
+        };
+        self.inner
+            .wait_ms
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Reads block `index` if it is stored here, checking its bytes against the tree; never waits.
+    pub fn get_local(&self, index: u64) -> Result<Vec<u8>> {
         let length = self.length();
         if index >= length {
             return Err(Error::OutOfBounds(format!(

@@ -16,13 +16,14 @@ use crate::tree::{Node, NodeReader};
 pub(crate) const STORE_VERSION: u32 = 1;
 
 /// Table names carry their layout version so that a future layout can live beside this one.
-const TABLES: [&str; 6] = [
+const TABLES: [&str; 7] = [
     "meta-v1",
     "cores-v1",
     "names-v1",
     "heads-v1",
     "nodes-v1",
     "blocks-v1",
+    "index-v1",
 ];
 
 type Table = Database<'static, Bytes, Bytes>;
@@ -38,6 +39,9 @@ pub(crate) struct Storage {
     heads: Table,
     nodes: Table,
     blocks: Table,
+    /// Indexes kept by the layers above the log (drive file names and history, dedup hashes),
+    /// under keys each layer prefixes with its own tag.
+    index: Table,
 }
 
 /// What the store knows about one log.
@@ -171,19 +175,19 @@ impl Storage {
         std::fs::create_dir_all(path)?;
         let env = dat_lmdb::open(path, map_size, 16, sync)?;
         let wtxn = env.write_txn()?;
-        let tables: [Table; 6] = env
+        let tables: [Table; 7] = env
             .create_databases_and_commit(wtxn, |opener, wtxn| {
                 let mut out = Vec::with_capacity(TABLES.len());
                 for name in TABLES {
                     out.push(opener.create_database::<Bytes, Bytes>(wtxn, Some(name))?);
                 }
-                let arr: [Database<'_, Bytes, Bytes>; 6] = out
+                let arr: [Database<'_, Bytes, Bytes>; 7] = out
                     .try_into()
-                    .unwrap_or_else(|_| unreachable!("six tables"));
+                    .unwrap_or_else(|_| unreachable!("seven tables"));
                 Ok::<_, Error>(CommitOrAbort::<_, ()>::Commit(arr))
             })?
             .unwrap_commit();
-        let [meta, cores, names, heads, nodes, blocks] = tables;
+        let [meta, cores, names, heads, nodes, blocks, index] = tables;
         Ok(Storage {
             env,
             meta,
@@ -192,6 +196,7 @@ impl Storage {
             heads,
             nodes,
             blocks,
+            index,
         })
     }
 
@@ -211,6 +216,43 @@ impl Storage {
 
     pub(crate) fn meta_put(&self, txn: &mut RwTxn, key: &str, value: &[u8]) -> Result<()> {
         Ok(self.meta.put(txn, key.as_bytes(), value)?)
+    }
+
+    // --- indexes of the layers above ------------------------------------------------------------
+
+    pub(crate) fn index_get(&self, txn: &RoTxn, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.index.get(txn, key)?.map(<[u8]>::to_vec))
+    }
+
+    pub(crate) fn index_put(&self, txn: &mut RwTxn, key: &[u8], value: &[u8]) -> Result<()> {
+        Ok(self.index.put(txn, key, value)?)
+    }
+
+    /// Every `(key, value)` whose key starts with `prefix`, in key order.
+    pub(crate) fn index_prefix(
+        &self,
+        txn: &RoTxn,
+        prefix: &[u8],
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for item in self.index.prefix_iter(txn, prefix)? {
+            let (k, v) = item?;
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Removes every key that starts with `prefix`.
+    pub(crate) fn index_delete_prefix(&self, txn: &mut RwTxn, prefix: &[u8]) -> Result<()> {
+        let keys: Vec<Vec<u8>> = self
+            .index
+            .prefix_iter(txn, prefix)?
+            .map(|i| i.map(|(k, _)| k.to_vec()))
+            .collect::<std::result::Result<_, _>>()?;
+        for k in keys {
+            self.index.delete(txn, &k)?;
+        }
+        Ok(())
     }
 
     // --- cores and names ----------------------------------------------------------------------

@@ -149,6 +149,10 @@ impl Store {
         })
     }
 
+    pub(crate) fn storage(&self) -> &Storage {
+        &self.inner.storage
+    }
+
     /// The directory of the store.
     pub fn path(&self) -> &Path {
         &self.inner.path

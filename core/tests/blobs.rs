@@ -108,7 +108,7 @@ fn dedup_writer<'a>(
 ) -> dat_core::blobs::BlobWriter<'a> {
     blobs
         .writer_with(WriteOptions {
-            dedup: Some(index),
+            dedup: Some(Box::new(index)),
             ..Default::default()
         })
         .unwrap()
@@ -250,7 +250,7 @@ fn write_blob(blobs: &Blobs, writes: &[Vec<u8>], mode: u8) -> BlobId {
     let opts = match mode {
         0 => WriteOptions::default(),
         1 => WriteOptions {
-            dedup: Some(&mut index),
+            dedup: Some(Box::new(&mut index)),
             ..Default::default()
         },
         2 => WriteOptions {
@@ -259,7 +259,7 @@ fn write_blob(blobs: &Blobs, writes: &[Vec<u8>], mode: u8) -> BlobId {
                 avg_size: 1024,
                 max_size: 4096,
             }),
-            dedup: Some(&mut index),
+            dedup: Some(Box::new(&mut index)),
             ..Default::default()
         },
         _ => WriteOptions {
@@ -561,7 +561,7 @@ fn writer_chunking() {
     let mut w = blobs
         .writer_with(WriteOptions {
             chunking: Chunking::ContentDefined(Default::default()),
-            dedup: Some(&mut index),
+            dedup: Some(Box::new(&mut index)),
             ..Default::default()
         })
         .unwrap();
@@ -881,7 +881,7 @@ fn run_ops(blobs: &Blobs, ops: &[Op]) -> Vec<BlobId> {
                     let mut w = blobs
                         .writer_with(WriteOptions {
                             block_map: *block_map,
-                            dedup: dedup.then_some(&mut index as &mut dyn DedupIndex),
+                            dedup: dedup.then(|| Box::new(&mut index) as Box<dyn DedupIndex + '_>),
                             ..Default::default()
                         })
                         .unwrap();

@@ -34,6 +34,16 @@ pub trait DedupIndex {
     fn insert(&mut self, hash: Hash, entry: DedupEntry) -> Result<()>;
 }
 
+impl<D: DedupIndex + ?Sized> DedupIndex for &mut D {
+    fn lookup(&mut self, hash: &Hash) -> Result<Option<DedupEntry>> {
+        (**self).lookup(hash)
+    }
+
+    fn insert(&mut self, hash: Hash, entry: DedupEntry) -> Result<()> {
+        (**self).insert(hash, entry)
+    }
+}
+
 /// The content hash a [`DedupIndex`] is keyed by: hypercore's leaf hash of the block.
 pub fn block_hash(block: &[u8]) -> Hash {
     crypto::leaf_hash(block)

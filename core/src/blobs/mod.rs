@@ -173,7 +173,7 @@ impl Blobs {
         let mut w = self.writer_with(WriteOptions {
             chunking: Chunking::ContentDefined(CdcParams::default()),
             block_map: true,
-            dedup: Some(index),
+            dedup: Some(Box::new(index)),
         })?;
         w.write_blob(data)?;
         w.finish_with_report()

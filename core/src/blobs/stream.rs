@@ -43,7 +43,7 @@ pub struct WriteOptions<'a> {
     /// referenced instead of appended, and new chunks are recorded. With a fresh index (or one
     /// filled by [`Blobs::index_blob`](super::Blobs::index_blob)) and [`Chunking::PerWrite`] this is
     /// the reference's `createWriteStream({dedup: true[, blob]})`, byte for byte.
-    pub dedup: Option<&'a mut dyn DedupIndex>,
+    pub dedup: Option<Box<dyn DedupIndex + 'a>>,
 }
 
 impl std::fmt::Debug for WriteOptions<'_> {
@@ -93,7 +93,7 @@ pub struct BlobWriter<'a> {
     cutter: Cutter,
     /// Bytes written but not yet cut (fixed and content-defined chunking).
     buf: Vec<u8>,
-    dedup: Option<&'a mut dyn DedupIndex>,
+    dedup: Option<Box<dyn DedupIndex + 'a>>,
     map: Option<Vec<BlockRef>>,
     /// Log length and byte length when the writer opened.
     start: (u64, u64),
@@ -539,7 +539,12 @@ impl BlobReader {
                 if pos == 0 {
                     return Ok((*first, 0));
                 }
-                let (index, offset) = self.log.seek(byte_offset + pos)?;
+                let (index, offset) = match self.log.seek(byte_offset + pos) {
+                    Err(Error::MissingNode(_)) => {
+                        return self.locate_remote(*first, *end, *byte_offset, pos);
+                    }
+                    other => other?,
+                };
                 match pos.checked_sub(offset) {
                     Some(start) if (*first..*end).contains(&index) => Ok((index, start)),
                     _ => Err(Error::Corrupt(format!(
@@ -554,6 +559,42 @@ impl BlobReader {
                 Ok((k as u64, start))
             }
         }
+    }
+
+    /// Locates byte `pos` of a plain blob whose tree nodes are not all local (a sparse copy):
+    /// guesses the block by interpolation, fetches it (its proof brings the nodes that give its
+    /// byte offset) and narrows down; with equal-sized blocks the first guess is right.
+    fn locate_remote(
+        &self,
+        first: u64,
+        end: u64,
+        byte_offset: u64,
+        pos: u64,
+    ) -> Result<(u64, u64)> {
+        let (mut lo, mut hi) = (first, end); // the block is in lo..hi
+        let (mut lo_byte, mut hi_byte) = (0u64, self.size);
+        for _ in 0..64 {
+            if hi - lo <= 1 {
+                let start = self.log.byte_offset(lo)? - byte_offset;
+                return Ok((lo, start));
+            }
+            let span = (hi_byte - lo_byte).max(1) as u128;
+            let guess = lo + (((pos - lo_byte) as u128 * (hi - lo) as u128) / span) as u64;
+            let guess = guess.clamp(lo, hi - 1);
+            let block = self.log.get(guess)?;
+            let start = self.log.byte_offset(guess)? - byte_offset;
+            let stop = start + block.len() as u64;
+            if pos < start {
+                (hi, hi_byte) = (guess, start);
+            } else if pos >= stop {
+                (lo, lo_byte) = (guess + 1, stop);
+            } else {
+                return Ok((guess, start));
+            }
+        }
+        Err(Error::Corrupt(format!(
+            "could not locate byte {pos} of a blob in blocks {first}..{end}"
+        )))
     }
 
     fn load(&mut self, slot: u64, start: u64) -> Result<()> {

@@ -5,20 +5,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 
-/// Where a file's bytes are in the content log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
-pub struct BlobRef {
-    /// First block.
-    pub block_offset: u64,
-    /// Byte offset of the first block in the content log.
-    pub byte_offset: u64,
-    /// Number of blocks (of the block map, when `block_map`).
-    pub block_length: u64,
-    /// Size of the file in bytes.
-    pub byte_length: u64,
-    /// The blocks hold a block map (deduplicated content) rather than the bytes themselves.
-    pub block_map: bool,
-}
+pub use crate::blobs::BlobId;
 
 /// A file or symlink.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -28,7 +15,7 @@ pub struct Entry {
     /// The target of a symlink (`None` for files).
     pub linkname: Option<String>,
     /// The content (`None` for symlinks).
-    pub blob: Option<BlobRef>,
+    pub blob: Option<BlobId>,
     /// Arbitrary user JSON.
     pub metadata: Option<Value>,
 }
@@ -114,7 +101,7 @@ impl Entry {
                         .and_then(Value::as_u64)
                         .ok_or_else(|| bad(&format!("blob.{name} is missing or not a count")))
                 };
-                Some(BlobRef {
+                Some(BlobId {
                     block_offset: num("blockOffset")?,
                     byte_offset: num("byteOffset")?,
                     block_length: num("blockLength")?,
@@ -145,7 +132,7 @@ mod tests {
     fn the_reference_bytes() {
         // shared/design/hyperbee-hyperdrive13.md §3.2 (hyperdrive 13.3.4)
         let file = Entry {
-            blob: Some(BlobRef {
+            blob: Some(BlobId {
                 block_length: 1,
                 byte_length: 11,
                 ..Default::default()
@@ -158,7 +145,7 @@ mod tests {
         );
         let empty = Entry {
             executable: true,
-            blob: Some(BlobRef {
+            blob: Some(BlobId {
                 block_offset: 3,
                 byte_offset: 70011,
                 ..Default::default()
@@ -179,7 +166,7 @@ mod tests {
             r#"{"executable":false,"linkname":"/dir/x.bin","blob":null,"metadata":null}"#
         );
         let dedup = Entry {
-            blob: Some(BlobRef {
+            blob: Some(BlobId {
                 block_offset: 1,
                 byte_offset: 100000,
                 block_length: 1,

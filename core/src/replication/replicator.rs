@@ -606,7 +606,7 @@ impl crate::log::Log {
     /// waiting for at most `timeout` (`None`: no limit). Waits for the log to reach
     /// `index + 1` blocks first. A writable log never waits: its missing blocks are gone.
     pub fn get_wait(&self, index: u64, timeout: Option<Duration>) -> Result<Vec<u8>> {
-        match self.get(index) {
+        match self.get_local(index) {
             Err(Error::NotAvailable(_) | Error::OutOfBounds(_)) if !self.writable() => {}
             other => return other,
         }
@@ -621,12 +621,12 @@ impl crate::log::Log {
                 )));
             }
         }
-        if let Ok(b) = self.get(index) {
+        if let Ok(b) = self.get_local(index) {
             return Ok(b);
         }
         let handle = r.prioritize(Prioritize::get(index));
         match handle.wait(left()) {
-            Ok(()) => self.get(index),
+            Ok(()) => self.get_local(index),
             Err(Error::Timeout(_)) => Err(Error::Timeout(format!(
                 "block {index} did not arrive within {:?}",
                 timeout.unwrap_or_default()
@@ -637,7 +637,7 @@ impl crate::log::Log {
 
     /// [`Log::get_wait`] for `async` callers (the wait does not block the executor).
     pub async fn get_async(&self, index: u64, timeout: Option<Duration>) -> Result<Vec<u8>> {
-        match self.get(index) {
+        match self.get_local(index) {
             Err(Error::NotAvailable(_)) if !self.writable() => {}
             other => return other,
         }
@@ -649,7 +649,7 @@ impl crate::log::Log {
                 Error::Timeout(format!("block {index} did not arrive within {t:?}"))
             })??,
         }
-        self.get(index)
+        self.get_local(index)
     }
 
     /// Waits until the log has at least `length` blocks (verified from a peer), for at most

@@ -1,0 +1,392 @@
+//! The drive: golden vectors from hyperdrive 13.3.4 (shared/vectors/out/drive-vector.txt, made by
+//! shared/vectors/scripts/drive-vector.js with corestore primary key 0x01 × 32), the user-facing
+//! API, bad input, and a sparse remote reader over in-process replication.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::time::Duration;
+
+use dat_core::drive::{DiffKind, Drive, DriveOptions, PutOptions};
+use dat_core::replication::{Connection, ConnectionOptions, driver};
+use dat_core::{KeyPair, Store, StoreOptions};
+
+fn hexs(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn vector_blocks() -> Vec<(String, String)> {
+    // (core, block hex) in order, from the vector file
+    let text = include_str!("vectors/hyperdrive-13.3.4-drive.txt");
+    let mut core = String::new();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line.starts_with("== DB core") {
+            core = "db".into();
+        } else if line.starts_with("== BLOBS core") {
+            core = "blobs".into();
+        } else if let Some(h) = line.strip_prefix("hex: ") {
+            out.push((core.clone(), h.to_string()));
+        }
+    }
+    out
+}
+
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i & 0xff) as u8).collect()
+}
+
+#[test]
+fn the_reference_drive_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(
+        dir.path(),
+        StoreOptions {
+            primary_key: Some([1u8; 32]),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let drive = Drive::create(&store).unwrap();
+    assert_eq!(
+        hexs(&drive.key()),
+        "765ce6f1b788dd123061c6a1b74730c45a93e403af97e391b98c87291e6602b6"
+    );
+    assert_eq!(
+        hexs(&drive.content_log().key()),
+        "29dad855b61308ad7fa5c79b6857ad1c541671f6d6c26cfd622359f96c9d340a"
+    );
+    assert_eq!(drive.version(), 1);
+    drive.put("/hello.txt", b"hello world").unwrap();
+    assert_eq!(drive.version(), 2);
+    drive.put("/dir/x.bin", &pattern(70000)).unwrap();
+    assert_eq!(drive.version(), 3);
+    assert!(drive.del("/hello.txt").unwrap());
+    let meta = serde_json::json!({"a": 1});
+    drive
+        .put_with(
+            "dir/../sub//y.txt",
+            b"",
+            &PutOptions {
+                executable: true,
+                metadata: Some(meta),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    drive.symlink("/link", "/dir/x.bin").unwrap();
+    assert_eq!(drive.version(), 6);
+
+    let blocks = vector_blocks();
+    let db: Vec<_> = blocks.iter().filter(|(c, _)| c == "db").collect();
+    let blobs: Vec<_> = blocks.iter().filter(|(c, _)| c == "blobs").collect();
+    assert_eq!(db.len(), 6);
+    for (i, (_, h)) in db.iter().enumerate() {
+        assert_eq!(
+            &hexs(&drive.metadata_log().get(i as u64).unwrap()),
+            h,
+            "db block {i}"
+        );
+    }
+    assert_eq!(blobs.len(), 3);
+    assert_eq!(hexs(&drive.content_log().get(0).unwrap()), blobs[0].1);
+    assert_eq!(drive.content_log().get(1).unwrap(), pattern(65536));
+    assert_eq!(drive.content_log().get(2).unwrap(), pattern(4464));
+    assert_eq!(
+        hexs(&drive.metadata_log().tree_hash(None).unwrap()),
+        "3a92d0901e300e941ffe3f840097c4c164d5bdbe9cdce3173a973d0b25efb10f"
+    );
+    assert_eq!(
+        hexs(&drive.content_log().tree_hash(None).unwrap()),
+        "8b9d30bfec78469e4846a12886c6558ef403474e6d88dea93256ae51f47f072c"
+    );
+    assert_eq!(
+        hexs(&drive.metadata_log().signature()),
+        "01009407ea669eac257dfcdaf68b9fc0a5eefbcd7c7c982e3bfb7600fabf64f9361073b8005e9bae5e919e12e84f00b4a6bad9b46e54f1b33b8511a7fd23bd4c2f030000"
+    );
+
+    // the reads the vector shows
+    assert_eq!(drive.get("/hello.txt").unwrap(), None);
+    assert_eq!(drive.get("/dir/x.bin").unwrap().unwrap(), pattern(70000));
+    let chunks: Vec<u8> = drive
+        .read_stream("/dir/x.bin", 65530, Some(65539))
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect::<Vec<_>>()
+        .concat();
+    assert_eq!(hexs(&chunks), "fafbfcfdfeff00010203");
+    let small: Vec<u8> = drive
+        .read_stream("/dir/x.bin", 10, Some(12))
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect::<Vec<_>>()
+        .concat();
+    assert_eq!(hexs(&small), "0a0b0c");
+    let names: Vec<String> = drive
+        .list("/", true)
+        .unwrap()
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(names, ["/dir/x.bin", "/link", "/sub/y.txt"]);
+    assert_eq!(drive.readdir("/").unwrap(), ["dir", "link", "sub"]);
+    let shallow: Vec<String> = drive
+        .list("/", false)
+        .unwrap()
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(shallow, ["/dir/x.bin", "/link", "/sub/y.txt"]);
+    assert_eq!(
+        drive
+            .checkout(3)
+            .unwrap()
+            .get("/hello.txt")
+            .unwrap()
+            .unwrap(),
+        b"hello world"
+    );
+    let diff = drive.diff(2, "/").unwrap();
+    let summary: Vec<(String, DiffKind)> = diff.iter().map(|d| (d.path.clone(), d.kind)).collect();
+    assert_eq!(
+        summary,
+        [
+            ("/dir/x.bin".to_string(), DiffKind::Added),
+            ("/hello.txt".to_string(), DiffKind::Removed),
+            ("/link".to_string(), DiffKind::Added),
+            ("/sub/y.txt".to_string(), DiffKind::Added),
+        ]
+    );
+    assert_eq!(
+        drive.entry_follow("/link").unwrap().unwrap().0,
+        "/dir/x.bin"
+    );
+}
+
+#[test]
+fn cursor_history_changes_and_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let drive = Drive::create(&store).unwrap();
+    let data = pattern(300_000);
+    let mut w = drive.writer("/big.bin", PutOptions::default()).unwrap();
+    for piece in data.chunks(7777) {
+        std::io::Write::write_all(&mut w, piece).unwrap();
+    }
+    w.finish().unwrap();
+    // a byte cursor at random offsets
+    let mut c = drive.cursor("/big.bin").unwrap();
+    let mut seed = 7u64;
+    for _ in 0..200 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let pos = (seed >> 33) % data.len() as u64;
+        c.seek(SeekFrom::Start(pos)).unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = c.read(&mut buf).unwrap();
+        assert!(n > 0);
+        assert_eq!(&buf[..n], &data[pos as usize..pos as usize + n]);
+        assert_eq!(c.tell(), pos + n as u64);
+    }
+    assert!(
+        c.seek_to(data.len() as u64 + 1).is_err(),
+        "a seek past the end"
+    );
+
+    // per-file history and the changes stream
+    drive.put("/a.txt", b"1").unwrap();
+    drive.put("/b.txt", b"x").unwrap();
+    drive.put("/a.txt", b"2").unwrap();
+    drive.del("/a.txt").unwrap();
+    drive.put("/a.txt", b"3").unwrap();
+    let h = drive.file_history("/a.txt").unwrap();
+    let versions: Vec<(u64, bool)> = h.iter().map(|v| (v.version, v.entry.is_some())).collect();
+    assert_eq!(versions, [(3, true), (5, true), (6, false), (7, true)]);
+    let changes: Vec<_> = drive.changes(2, false).map(|c| c.unwrap()).collect();
+    assert_eq!(changes.len(), 6);
+    assert_eq!(changes[0].path, "/big.bin");
+    assert_eq!(drive.entry("/a.txt").unwrap().unwrap().size(), 1);
+    assert_eq!(drive.get("/a.txt").unwrap().unwrap(), b"3");
+    // the index survives a rebuild and agrees with the bee
+    drive.rebuild_index().unwrap();
+    assert_eq!(drive.file_history("/a.txt").unwrap(), h);
+
+    // a live changes stream sees a write made after it started
+    let mut live = drive.changes(drive.version() + 1, true);
+    let writer = drive.clone();
+    let t = std::thread::spawn(move || writer.put("/later.txt", b"late").unwrap());
+    let next = live
+        .next_timeout(Some(Duration::from_secs(10)))
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.path, "/later.txt");
+    t.join().unwrap();
+
+    // bad input: clear errors
+    for bad in ["/", "..", "/a/../.."] {
+        let err = drive.put(bad, b"x").unwrap_err();
+        assert!(err.to_string().contains("invalid"), "{bad}: {err}");
+    }
+    let err = drive.checkout(drive.version() + 5).unwrap_err();
+    assert!(
+        err.to_string().contains("past the drive's current version"),
+        "{err}"
+    );
+    let err = drive.cursor("/missing").unwrap_err();
+    assert!(err.to_string().contains("no file at /missing"), "{err}");
+    let old = drive.checkout(2).unwrap();
+    assert!(old.put("/x", b"y").is_err(), "a checkout is read-only");
+    // a corrupt entry
+    drive
+        .bee()
+        .put(dat_core::drive::key("/corrupt"), b"{not json")
+        .unwrap();
+    let err = drive.entry("/corrupt").unwrap_err();
+    assert!(err.to_string().contains("drive entry"), "{err}");
+}
+
+#[test]
+fn dedup_reuses_blocks_across_files_and_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let drive = Drive::create(&store).unwrap();
+    let mut data = Vec::new();
+    let mut x = 1u64;
+    for _ in 0..1_000_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.push(x as u8);
+    }
+    let opts = PutOptions {
+        dedup: true,
+        ..Default::default()
+    };
+    let (_, first) = drive.put_with("/one.bin", &data, &opts).unwrap();
+    let first = first.unwrap();
+    assert_eq!(first.blocks_reused, 0);
+    // the same content in another file reuses every block
+    let (_, again) = drive.put_with("/two.bin", &data, &opts).unwrap();
+    let again = again.unwrap();
+    assert_eq!(again.bytes_new, 0, "{again:?}");
+    // an edit in the middle reuses most of them
+    let mut edited = data.clone();
+    edited.splice(500_000..500_000, b"an insertion".iter().copied());
+    let (_, edit) = drive.put_with("/one.bin", &edited, &opts).unwrap();
+    let edit = edit.unwrap();
+    assert!(
+        edit.bytes_new * 5 < edit.bytes_total,
+        "most bytes reused: {edit:?}"
+    );
+    assert_eq!(drive.get("/one.bin").unwrap().unwrap(), edited);
+    assert_eq!(drive.get("/two.bin").unwrap().unwrap(), data);
+    assert_eq!(
+        drive.checkout(2).unwrap().get("/one.bin").unwrap().unwrap(),
+        data
+    );
+    // the index lives in the store: a new session dedups against the old one
+    drop(drive);
+    let drive = Drive::create(&store).unwrap();
+    let (_, later) = drive.put_with("/three.bin", &data, &opts).unwrap();
+    assert_eq!(later.unwrap().bytes_new, 0);
+    // a cursor reads through the block map
+    let mut c = drive.cursor("/three.bin").unwrap();
+    c.seek_to(123_456).unwrap();
+    assert_eq!(c.read_bytes(1000).unwrap(), &data[123_456..124_456]);
+}
+
+#[test]
+fn diff_between_two_drives_compares_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let a = Drive::create_named(&store, "a").unwrap();
+    let b = Drive::create_named(&store, "b").unwrap();
+    assert_ne!(a.key(), b.key());
+    a.put("/same.txt", b"identical").unwrap();
+    b.put("/pad.txt", b"shift the blob offsets").unwrap();
+    b.put("/same.txt", b"identical").unwrap();
+    a.put("/changed.txt", b"left").unwrap();
+    b.put("/changed.txt", b"right").unwrap();
+    a.put("/only-a.txt", b"a").unwrap();
+    let d = a.diff_drive(&b, "/").unwrap();
+    let summary: Vec<(String, DiffKind)> = d.iter().map(|d| (d.path.clone(), d.kind)).collect();
+    assert_eq!(
+        summary,
+        [
+            ("/changed.txt".to_string(), DiffKind::Changed),
+            ("/only-a.txt".to_string(), DiffKind::Added),
+            ("/pad.txt".to_string(), DiffKind::Removed),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sparse_reader_reads_one_file_of_many_fetching_only_what_it_needs() {
+    let (wd, rd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let wstore = Store::open(wd.path()).unwrap();
+    let writer = Drive::create(&wstore).unwrap();
+    // 10,000 small files in one batch-free run, and one large file
+    for i in 0..10_000 {
+        writer
+            .put(
+                &format!("/files/{i:05}.txt"),
+                format!("file {i}").as_bytes(),
+            )
+            .unwrap();
+    }
+    let big = pattern(4 << 20);
+    writer.put("/zz/large.bin", &big).unwrap();
+    let rstore = Store::open(rd.path()).unwrap();
+    let (x, y) = tokio::io::duplex(1 << 20);
+    let opts = ConnectionOptions {
+        sparse: true,
+        ..Default::default()
+    };
+    let wc = driver::spawn(
+        Connection::new(wstore.clone(), true, &KeyPair::generate(), opts.clone()).unwrap(),
+        x,
+        vec![],
+    );
+    let rc = driver::spawn(
+        Connection::new(rstore.clone(), false, &KeyPair::generate(), opts).unwrap(),
+        y,
+        vec![],
+    );
+    let key = writer.key();
+    let (meta_blocks, content_blocks, tail) = tokio::task::spawn_blocking(move || {
+        let reader = Drive::open(
+            &rstore,
+            &key,
+            DriveOptions {
+                sparse: true,
+                timeout: Some(Duration::from_secs(30)),
+            },
+        )
+        .unwrap();
+        let mut c = reader.cursor("/zz/large.bin").unwrap();
+        let pos = (4 << 20) - 100_000;
+        c.seek_to(pos).unwrap();
+        let tail = c.read_bytes(1000).unwrap();
+        let meta = reader.metadata_log();
+        let content = reader.content_log();
+        (
+            meta.has_count(0, meta.length()).unwrap(),
+            content.has_count(0, content.length()).unwrap(),
+            tail,
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(tail, &big[(4 << 20) - 100_000..(4 << 20) - 99_000]);
+    // the lookup path of a bee of 10,001 keys is a handful of blocks; the read needs one
+    // content block plus the prefetch window (1 MiB = 16 blocks of 64 KiB)
+    assert!(meta_blocks <= 12, "metadata blocks fetched: {meta_blocks}");
+    assert!(
+        content_blocks <= 18,
+        "content blocks fetched: {content_blocks}"
+    );
+    println!(
+        "sparse read: {meta_blocks} metadata and {content_blocks} content blocks of 10,002 files"
+    );
+    rc.close().await.unwrap();
+    wc.join().await.unwrap();
+}
