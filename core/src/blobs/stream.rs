@@ -575,13 +575,15 @@ impl BlobReader {
         let (mut lo_byte, mut hi_byte) = (0u64, self.size);
         for _ in 0..64 {
             if hi - lo <= 1 {
-                let start = self.log.byte_offset(lo)? - byte_offset;
-                return Ok((lo, start));
+                // lo_byte is where block lo starts: the blob's start, or the end of a block read
+                return Ok((lo, lo_byte));
             }
             let span = (hi_byte - lo_byte).max(1) as u128;
             let guess = lo + (((pos - lo_byte) as u128 * (hi - lo) as u128) / span) as u64;
             let guess = guess.clamp(lo, hi - 1);
+            eprintln!("DBG locate_remote pos={pos} lo={lo} hi={hi} guess={guess} first={first} end={end} len={}", self.log.length());
             let block = self.log.get(guess)?;
+            eprintln!("DBG got {} has0={:?} n0={:?} n2={:?}", block.len(), self.log.has(0), self.log.node(0).map(|n| n.is_some()), self.log.node(2).map(|n| n.is_some()));
             let start = self.log.byte_offset(guess)? - byte_offset;
             let stop = start + block.len() as u64;
             if pos < start {

@@ -478,8 +478,12 @@ impl Drive {
         let log = self.blobs.log().clone();
         let mut ranges: Vec<(u64, u64)> = Vec::new();
         for (_, e) in &entries {
-            if let Some(b) = &e.blob {
-                ranges.extend(self.blobs.block_ranges(b, 0, self.blobs.size(b)?)?);
+            match &e.blob {
+                Some(b) if b.block_map => {
+                    ranges.extend(self.blobs.block_ranges(b, 0, self.blobs.size(b)?)?);
+                }
+                Some(b) if b.block_length > 0 => ranges.push(self.blobs.block_range(b)),
+                _ => {}
             }
         }
         let total: u64 = ranges.iter().map(|(a, b)| b - a).sum();
