@@ -103,7 +103,8 @@ enum Command {
         /// The drive key, or a shared folder.
         drive: String,
         /// The version.
-        version: u64,
+        #[arg(value_name = "VERSION")]
+        at: u64,
         /// The folder to write.
         dest: PathBuf,
         /// A peer serving the drive.
@@ -146,8 +147,8 @@ enum Command {
 /// A failure with the exit code it maps to.
 #[derive(Debug)]
 pub struct Failure {
-    code: u8,
-    message: String,
+    pub(crate) code: u8,
+    pub(crate) message: String,
 }
 
 impl Failure {
@@ -273,10 +274,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
         ),
         Command::Checkout {
             drive,
-            version,
+            at,
             dest,
             peer,
-        } => read::checkout(&rt, &store_path, &drive, version, &dest, peer.as_deref()),
+        } => read::checkout(&rt, &store_path, &drive, at, &dest, peer.as_deref()),
         Command::Diff { drive, a, b, peer } => read::diff(
             &rt,
             &store_path,

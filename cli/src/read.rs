@@ -251,9 +251,21 @@ pub fn checkout(
     peer: Option<&str>,
 ) -> Result<(), Failure> {
     let store = session::store(store_path)?;
-    let (drive, _conn) = session::drive(rt, &store, drive_arg, peer, true)?;
+    let (drive, conn) = session::drive(rt, &store, drive_arg, peer, true)?;
     let old = drive.checkout(version)?;
-    let (files, bytes) = write_tree(&old, dest, None)?;
+    let (files, bytes) = write_tree(&old, dest, None).map_err(|f| {
+        if conn.is_none() && f.code == exit::NETWORK {
+            Failure::new(
+                exit::NOT_FOUND,
+                format!(
+                    "{}; give --peer HOST:PORT to fetch what is missing",
+                    f.message
+                ),
+            )
+        } else {
+            f
+        }
+    })?;
     eprintln!(
         "dat: wrote version {version} ({files} files, {bytes} bytes) into {}",
         dest.display()
