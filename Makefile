@@ -54,8 +54,10 @@ bench: interop-deps
 	@echo
 	@cat $(BENCH_DIR)/sim.md
 
+## demo: libdat's main job with the dat command: share a folder, read it from another peer
 demo:
-	$(CARGO) run --release -p dat-core --example demo
+	$(CARGO) build --release -p dat-cli
+	scripts/demo.sh target/release/dat
 
 clean:
 	$(CARGO) clean

@@ -194,7 +194,7 @@ pub fn share(
     let drive = session::folder_drive(&store, dir)?;
     let stats = import(&drive, dir)?;
     report(&drive, &stats);
-    println!("key {}", hex::encode(drive.key()));
+    outln!("key {}", hex::encode(drive.key()));
     if no_serve {
         std::io::stdout().flush()?;
         return Ok(());
@@ -204,7 +204,7 @@ pub fn share(
     let mut server = rt
         .block_on(async move { driver::listen(&st, &l, ConnectionOptions::default()).await })
         .map_err(|e| Failure::new(exit::NETWORK, format!("cannot listen on {listen}: {e}")))?;
-    println!("listening {}", server.local_addr());
+    outln!("listening {}", server.local_addr());
     std::io::stdout().flush()?;
     rt.spawn(async move {
         // connections stay open while their handles live

@@ -1,5 +1,25 @@
 //! `dat`: share a folder as a drive and read it from another peer.
 
+/// `println!` that ends the program quietly when stdout is closed (`dat log | head`).
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let mut o = std::io::stdout().lock();
+        if let Err(e) = writeln!(o, $($t)*) {
+            $crate::stdout_failed(e)
+        }
+    }};
+}
+
+/// Stdout failed: a closed pipe ends the program with success, anything else is reported.
+pub fn stdout_failed(e: std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("dat: cannot write to stdout: {e}");
+    std::process::exit(exit::ERROR as i32)
+}
+
 mod import;
 mod progress;
 mod read;

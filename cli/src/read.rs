@@ -100,7 +100,7 @@ pub fn clone(
             if json_out {
                 print_json(json!({"path": name, "entry": entry_json(e)}));
             } else {
-                println!("{name}\t{}", e.size());
+                outln!("{name}\t{}", e.size());
             }
         }
         eprintln!(
@@ -144,9 +144,13 @@ pub fn cat(
     let content_before = content.has_count(0, content.length())?;
     let mut out = std::io::stdout().lock();
     for chunk in drive.read_stream(path, start.unwrap_or(0), end)? {
-        out.write_all(&chunk?)?;
+        if let Err(e) = out.write_all(&chunk?) {
+            crate::stdout_failed(e);
+        }
     }
-    out.flush()?;
+    if let Err(e) = out.flush() {
+        crate::stdout_failed(e);
+    }
     if stats {
         let meta = drive.metadata_log();
         eprintln!(
@@ -175,9 +179,9 @@ pub fn ls(
         if json_out {
             print_json(json!({"path": name, "entry": entry_json(&e)}));
         } else if let Some(l) = &e.linkname {
-            println!("{name} -> {l}");
+            outln!("{name} -> {l}");
         } else {
-            println!(
+            outln!(
                 "{name}\t{}{}",
                 e.size(),
                 if e.executable { "\t(executable)" } else { "" }
@@ -205,7 +209,7 @@ fn print_change(c: &dat_core::drive::Change, json_out: bool) {
             .as_ref()
             .map(|e| e.size().to_string())
             .unwrap_or_default();
-        println!("{}\t{kind}\t{}\t{size}", c.version, c.path);
+        outln!("{}\t{kind}\t{}\t{size}", c.version, c.path);
     }
 }
 
@@ -318,7 +322,7 @@ pub fn diff(
                 "right": d.right.as_ref().map(entry_json),
             }));
         } else {
-            println!("{kind} {}", d.path);
+            outln!("{kind} {}", d.path);
         }
     }
     Ok(())
@@ -347,8 +351,8 @@ pub fn history(
             print_json(json!({"version": v.version, "entry": v.entry.as_ref().map(entry_json)}));
         } else {
             match &v.entry {
-                Some(e) => println!("{}\tput\t{}", v.version, e.size()),
-                None => println!("{}\tdel", v.version),
+                Some(e) => outln!("{}\tput\t{}", v.version, e.size()),
+                None => outln!("{}\tdel", v.version),
             }
         }
     }
@@ -379,26 +383,26 @@ pub fn info(
     if json_out {
         print_json(v);
     } else {
-        println!("key            {}", v["key"].as_str().unwrap_or_default());
-        println!(
+        outln!("key            {}", v["key"].as_str().unwrap_or_default());
+        outln!(
             "discovery key  {}",
             v["discovery_key"].as_str().unwrap_or_default()
         );
-        println!("version        {}", drive.version());
-        println!("writable       {}", drive.writable());
-        println!(
+        outln!("version        {}", drive.version());
+        outln!("writable       {}", drive.writable());
+        outln!(
             "metadata       {} blocks, {} bytes ({} local)",
             m.length(),
             m.byte_length(),
             v["metadata"]["local_blocks"]
         );
-        println!(
+        outln!(
             "content        {} blocks, {} bytes ({} local)",
             c.length(),
             c.byte_length(),
             v["content"]["local_blocks"]
         );
-        println!("peers          {peers}");
+        outln!("peers          {peers}");
     }
     Ok(())
 }

@@ -160,5 +160,5 @@ pub fn drive(
 
 /// Prints a JSON value as one line.
 pub fn print_json(v: serde_json::Value) {
-    println!("{v}");
+    outln!("{v}");
 }
