@@ -1,5 +1,6 @@
 /*
- * libdat: a Hypercore 11 log (signed, append-only, verified) with replication, from C.
+ * libdat: a Hypercore 11 log (signed, append-only, verified) with replication, and a Hyperdrive 13
+ * drive (a versioned filesystem over two logs), from C.
  *
  * CONVENTIONS
  * - Every function is dat_<object>_<verb>(handle, inputs..., outputs...). A buffer argument is
@@ -12,13 +13,17 @@
  * - Handles are opaque. Each has one free function (dat_store_free, dat_log_free, ...), which
  *   accepts NULL. Use a handle only until it is freed, and free it once. Data libdat allocates for
  *   the caller (dat_bytes) is freed with libdat's own call (dat_bytes_free), never with free().
+ * - Iterators (dat_list, dat_diff, dat_history, dat_changes) give one item per *_next call and
+ *   DAT_END (not a failure) after the last. Items (paths as dat_bytes, dat_entry and dat_change
+ *   handles) belong to the caller and stay valid after their iterator or drive is freed.
  * - Strings are NUL-terminated UTF-8. Keys are 32 bytes.
  * - Timeouts are in milliseconds: 0 does not wait, a negative value waits without limit.
  *
  * THREADS
  * - Every function may be called from any thread. dat_store, dat_log, dat_range, dat_server,
- *   dat_connection and dat_subscription handles may be used from several threads at once;
- *   a dat_pump from one thread at a time. A handle's free function must be its last use.
+ *   dat_connection, dat_subscription, dat_drive, dat_entry and dat_change handles may be used
+ *   from several threads at once; a dat_pump, dat_cursor, dat_read_stream and the iterators
+ *   from one thread at a time. A handle's free function must be its last use.
  * - Replication (dat_replicator_listen, dat_replicator_connect) runs on one tokio runtime owned
  *   by the library, shared by every store of the process, started on first use ("dat-worker"
  *   threads). A dat_pump uses no library thread: all of its work happens inside its calls.
@@ -28,9 +33,12 @@
  *   callbacks (dat_event_cb) run on a thread owned by their subscription ("dat-events"), one event
  *   at a time, in order. userdata is always the first argument, passed back untouched; it must
  *   be usable from those threads. After a dat_range_free or dat_subscription_free returns, its
- *   callback is not running and will not be called again.
+ *   callback is not running and will not be called again. A download's dat_progress_cb runs on
+ *   the thread calling dat_drive_download, before it returns.
  * - Blocking calls (dat_log_get with a timeout, dat_log_wait_length, dat_range_wait,
- *   dat_connection_close, dat_server_free) block only the calling thread.
+ *   dat_connection_close, dat_server_free, dat_drive_open of a remote drive, dat_changes_next,
+ *   dat_drive_download, and reads of a remote drive, which fetch what they need from peers)
+ *   block only the calling thread.
  *
  * LINKING
  * - Shared: -ldat. Static: libdat.a -lpthread -ldl -lm (see README, "C API").
@@ -57,8 +65,9 @@
 /**
  * The result of a call. The numbers are stable: a number, once given, keeps its meaning.
  *
- * 0 is success; 1–99 are misuse of the API (caught before any work is done); 100 and up are
- * failures of the operation, one per kind of `dat_core::Error`.
+ * 0 is success; 1–99 are misuse of the API (caught before any work is done); 100–199 are
+ * failures of the operation, one per kind of `dat_core::Error`; 200 (`DAT_END`) is not a failure
+ * but the end of an iterator.
  */
 typedef enum dat_status {
   /**
@@ -76,7 +85,8 @@ typedef enum dat_status {
   DAT_NULL_ARGUMENT = 2,
   /**
    * An argument has a wrong value (a key that is not 32 bytes, a string that is not UTF-8, an
-   * address that does not parse, a priority above 7, ...).
+   * address that does not parse, a priority above 7, a drive path that climbs above the root,
+   * ...).
    */
   DAT_INVALID_ARGUMENT = 3,
   /**
@@ -152,7 +162,7 @@ typedef enum dat_status {
    */
   DAT_CONFLICT = 116,
   /**
-   * No log with that key or name in the store.
+   * No log with that key or name in the store; no file or entry at a drive path.
    */
   DAT_NOT_FOUND = 117,
   /**
@@ -179,7 +189,45 @@ typedef enum dat_status {
    * A failure of a kind this version of the C API does not name yet.
    */
   DAT_OTHER = 199,
+  /**
+   * Not a failure: the iterator has no more items (`dat_list_next`, `dat_diff_next`,
+   * `dat_history_next`, and `dat_changes_next` on a stream that is not live). Nothing was
+   * written, and `dat_last_error` keeps the detail of the last real failure.
+   */
+  DAT_END = 200,
 } dat_status;
+
+/**
+ * Whether a change wrote or removed a name (`dat_change_kind`).
+ */
+typedef enum dat_change_type {
+  /**
+   * A file or symlink was written.
+   */
+  DAT_CHANGE_PUT = 1,
+  /**
+   * A name was deleted.
+   */
+  DAT_CHANGE_DEL = 2,
+} dat_change_type;
+
+/**
+ * How a name differs between the two sides of a diff.
+ */
+typedef enum dat_diff_kind {
+  /**
+   * Only on the left (the drive the diff was called on): `left` is set, `right` is NULL.
+   */
+  DAT_DIFF_ADDED = 1,
+  /**
+   * Only on the right (the other version or drive): `left` is NULL, `right` is set.
+   */
+  DAT_DIFF_REMOVED = 2,
+  /**
+   * On both sides, with different content or attributes: both are set.
+   */
+  DAT_DIFF_CHANGED = 3,
+} dat_diff_kind;
 
 /**
  * What an event is about; the fields of `dat_event` it fills are listed with each.
@@ -246,9 +294,63 @@ typedef enum dat_durability {
 } dat_durability;
 
 /**
+ * One change of a drive: its version, its kind, its path and the entry it wrote. Owned by the
+ * caller (valid after the stream is freed), immutable, thread-safe; free it with
+ * `dat_change_free`.
+ */
+typedef struct dat_change dat_change;
+
+/**
+ * A stream of a drive's changes, in order. Use it from one thread at a time.
+ */
+typedef struct dat_changes dat_changes;
+
+/**
  * An outgoing connection replicating every log of its store with one peer. Thread-safe.
  */
 typedef struct dat_connection dat_connection;
+
+/**
+ * A byte cursor on one file (as it was when the cursor was opened): seek anywhere, read, tell.
+ * On a remote drive a read fetches the block it lands on first and prefetches about 1 MiB ahead;
+ * a seek moves that window. Use it from one thread at a time. It keeps what it reads from alive
+ * after its drive handle is freed.
+ */
+typedef struct dat_cursor dat_cursor;
+
+/**
+ * An iterator over the names that differ, in path order, computed when the diff was made. Use
+ * it from one thread at a time.
+ */
+typedef struct dat_diff dat_diff;
+
+/**
+ * A drive: a versioned filesystem over two logs of a store. Thread-safe: any thread may call any
+ * function on it, at the same time (writes are serialized). It keeps its store open. Paths are
+ * normalized as Hyperdrive 13 does (`a/./b` is `/a/b`); one that climbs above the root
+ * (`/..`) or names the root where a file is meant gives `DAT_INVALID_ARGUMENT`.
+ */
+typedef struct dat_drive dat_drive;
+
+/**
+ * A drive entry: a file (with its size) or a symlink (with its target), its executable bit and
+ * its metadata. A copy owned by the caller: it stays valid after the drive, iterator or change
+ * it came from is freed, and does not change when the drive does. Immutable, so thread-safe.
+ * Free it with `dat_entry_free`.
+ */
+typedef struct dat_entry dat_entry;
+
+/**
+ * An iterator over the changes of one path, oldest first, up to the drive's version when the
+ * history was made. Use it from one thread at a time.
+ */
+typedef struct dat_history dat_history;
+
+/**
+ * An iterator over the entries under a folder, in path order, as they were when
+ * `dat_drive_list` was called. Use it from one thread at a time.
+ */
+typedef struct dat_list dat_list;
 
 /**
  * A handle to a log. Thread-safe: any thread may call any function on it, at the same time.
@@ -268,6 +370,13 @@ typedef struct dat_pump dat_pump;
  * A prioritized range. Thread-safe, except that `dat_range_free` must be its last use.
  */
 typedef struct dat_range dat_range;
+
+/**
+ * The bytes of a range of one file, delivered chunk by chunk into the caller's buffer. On a
+ * remote drive the whole range is prioritized (in order) while the stream lives. Use it from one
+ * thread at a time.
+ */
+typedef struct dat_read_stream dat_read_stream;
 
 /**
  * A TCP listener replicating every log of its store with whoever connects. Thread-safe.
@@ -301,6 +410,82 @@ typedef struct dat_bytes {
    */
   size_t len;
 } dat_bytes;
+
+/**
+ * One name that differs. The caller owns what it holds: free it with `dat_diff_item_free`
+ * (or `path` with `dat_bytes_free` and each entry with `dat_entry_free`).
+ */
+typedef struct dat_diff_item {
+  /**
+   * The path (normalized; not NUL-terminated).
+   */
+  struct dat_bytes path;
+  /**
+   * How it differs.
+   */
+  enum dat_diff_kind kind;
+  /**
+   * The entry on the left, or NULL.
+   */
+  struct dat_entry *left;
+  /**
+   * The entry on the right, or NULL.
+   */
+  struct dat_entry *right;
+} dat_diff_item;
+
+/**
+ * Options of `dat_drive_put_with`. A zeroed struct means the defaults.
+ */
+typedef struct dat_put_options {
+  /**
+   * The executable bit.
+   */
+  bool executable;
+  /**
+   * JSON text stored with the entry (any JSON value; read back with `dat_entry_metadata`), or
+   * NULL for none. Text that is not JSON gives `DAT_INVALID_ARGUMENT`.
+   */
+  const char *metadata;
+  /**
+   * Cut the content into content-defined chunks and reference the chunks the drive already
+   * holds (in any file or version) instead of storing them again (stored as a block map,
+   * which hyperdrive 13.3 reads).
+   */
+  bool dedup;
+} dat_put_options;
+
+/**
+ * What a deduplicated write saved (`dat_drive_put_with`).
+ */
+typedef struct dat_dedup_report {
+  /**
+   * The size of the file written.
+   */
+  uint64_t bytes_total;
+  /**
+   * The bytes appended to the content log as new blocks.
+   */
+  uint64_t bytes_new;
+  /**
+   * The chunks the file was cut into.
+   */
+  uint64_t blocks_total;
+  /**
+   * The chunks appended as new blocks.
+   */
+  uint64_t blocks_new;
+  /**
+   * The chunks that reuse a block the log already held (or one earlier in the same file).
+   */
+  uint64_t blocks_reused;
+} dat_dedup_report;
+
+/**
+ * Called as a download progresses: `userdata` first, then the blocks of content local so far and
+ * the blocks in all.
+ */
+typedef void (*dat_progress_cb)(void *userdata, uint64_t done, uint64_t total);
 
 /**
  * One event. Fields that its kind does not list are 0.
@@ -427,6 +612,368 @@ const char *dat_version(void);
 void dat_bytes_free(struct dat_bytes *bytes);
 
 /**
+ * A stream of the changes of `drive` from version `from_version` on (a change's version is the
+ * drive's version right after it, so 2 is the first change and `dat_drive_version() + 1` the
+ * next one to come). `live`: at the end the stream waits for new changes, written here or
+ * replicated from the drive's writer; not live (or on a checkout): it ends at the version the
+ * drive has when it gets there. Writes its handle to `*out`.
+ */
+enum dat_status dat_drive_changes(const struct dat_drive *drive,
+                                  uint64_t from_version,
+                                  bool live,
+                                  struct dat_changes **out);
+
+/**
+ * The next change, as a new handle to `*out` (free it with `dat_change_free`). At the end of a
+ * live stream this blocks the calling thread until a change comes, for at most `timeout_ms`
+ * (0: do not wait; negative: no limit), and gives `DAT_TIMEOUT` if none came (call again
+ * later); at the end of a stream that is not live it gives `DAT_END`. Nothing is written unless
+ * `DAT_OK`.
+ */
+enum dat_status dat_changes_next(struct dat_changes *changes,
+                                 int64_t timeout_ms,
+                                 struct dat_change **out);
+
+/**
+ * Frees a changes stream. NULL is ignored. Changes it gave stay valid.
+ */
+void dat_changes_free(struct dat_changes *changes);
+
+/**
+ * Writes the drive version the change made to `*out`.
+ */
+enum dat_status dat_change_version(const struct dat_change *change, uint64_t *out);
+
+/**
+ * Writes the kind of the change, a put or a delete, to `*out`.
+ */
+enum dat_status dat_change_kind(const struct dat_change *change, enum dat_change_type *out);
+
+/**
+ * Writes the changed path (normalized, e.g. "/dir/a.txt") into `buf` (`len` bytes) as a
+ * NUL-terminated string and its length without the NUL to `*written`. `buf` NULL with `len` 0
+ * only writes the length; a buffer too small gives `DAT_BUFFER_TOO_SMALL`.
+ */
+enum dat_status dat_change_path(const struct dat_change *change,
+                                char *buf,
+                                size_t len,
+                                size_t *written);
+
+/**
+ * Writes the entry a put wrote to `*out` as a new handle (free it with `dat_entry_free`), or
+ * NULL for a delete.
+ */
+enum dat_status dat_change_entry(const struct dat_change *change, struct dat_entry **out);
+
+/**
+ * Frees a change. NULL is ignored.
+ */
+void dat_change_free(struct dat_change *change);
+
+/**
+ * Opens a cursor at byte 0 of the file `path` (symlinks are followed) and writes its handle to
+ * `*out`. No file there gives `DAT_NOT_FOUND`.
+ */
+enum dat_status dat_cursor_open(const struct dat_drive *drive,
+                                const char *path,
+                                struct dat_cursor **out);
+
+/**
+ * Moves the cursor to byte `pos` (0 ..= the file's size; past it gives `DAT_OUT_OF_BOUNDS`).
+ */
+enum dat_status dat_cursor_seek(struct dat_cursor *cursor, uint64_t pos);
+
+/**
+ * Reads up to `len` bytes from the cursor's position into `buf` and advances it; `*out_read`
+ * gets the number read: `len`, or fewer at the end of the file (0 there). `buf` may be NULL
+ * when `len` is 0. On a remote drive this blocks until the bytes arrive, for at most the drive's
+ * timeout.
+ */
+enum dat_status dat_cursor_read(struct dat_cursor *cursor,
+                                uint8_t *buf,
+                                size_t len,
+                                size_t *out_read);
+
+/**
+ * Writes the cursor's position (bytes from the start of the file) to `*out`.
+ */
+enum dat_status dat_cursor_tell(const struct dat_cursor *cursor, uint64_t *out);
+
+/**
+ * Writes the file's size in bytes to `*out`.
+ */
+enum dat_status dat_cursor_len(const struct dat_cursor *cursor, uint64_t *out);
+
+/**
+ * Frees a cursor (its prefetching stops). NULL is ignored.
+ */
+void dat_cursor_free(struct dat_cursor *cursor);
+
+/**
+ * Opens a stream over bytes `start ..= end_inclusive` of the file `path` (symlinks are
+ * followed); `end_inclusive` `UINT64_MAX` (or any value past the end) reads to the end of the
+ * file, and one below `start` gives an empty stream. Writes its handle to `*out`. No file there
+ * gives `DAT_NOT_FOUND`; a `start` past the file's size `DAT_OUT_OF_BOUNDS`.
+ */
+enum dat_status dat_read_stream_open(const struct dat_drive *drive,
+                                     const char *path,
+                                     uint64_t start,
+                                     uint64_t end_inclusive,
+                                     struct dat_read_stream **out);
+
+/**
+ * Writes the next bytes of the range into `buf` (at most `len`, at most one chunk of 64 KiB),
+ * their number to `*out_written`, and to `*out_done` whether the range is now read entirely
+ * (then this call's bytes are the last; later calls write 0 bytes and done). Call it until
+ * done. `len` 0 gives `DAT_BUFFER_TOO_SMALL` while bytes remain. On a remote drive this blocks
+ * until the bytes arrive, for at most the drive's timeout.
+ */
+enum dat_status dat_read_stream_next(struct dat_read_stream *stream,
+                                     uint8_t *buf,
+                                     size_t len,
+                                     size_t *out_written,
+                                     bool *out_done);
+
+/**
+ * Frees a read stream (its range is no longer prioritized). NULL is ignored.
+ */
+void dat_read_stream_free(struct dat_read_stream *stream);
+
+/**
+ * The names under `folder` ("/" for all) that differ between `drive` (the left side) and its own
+ * version `other_version` (the right side); subtrees the versions share are skipped unread.
+ * Writes an iterator to `*out`. A version past the current one gives `DAT_OUT_OF_BOUNDS`.
+ */
+enum dat_status dat_drive_diff(const struct dat_drive *drive,
+                               uint64_t other_version,
+                               const char *folder,
+                               struct dat_diff **out);
+
+/**
+ * The names under `folder` that differ between `drive` (left) and `other`, another drive
+ * (right): files are compared by content and attributes, not by where their bytes are stored.
+ * Writes an iterator to `*out`.
+ */
+enum dat_status dat_drive_diff_drive(const struct dat_drive *drive,
+                                     const struct dat_drive *other,
+                                     const char *folder,
+                                     struct dat_diff **out);
+
+/**
+ * The next name that differs, into `*out` (the caller's struct; free what it holds with
+ * `dat_diff_item_free`; it stays valid after the iterator is freed). `DAT_END` when there are
+ * no more (nothing is written).
+ */
+enum dat_status dat_diff_next(struct dat_diff *diff, struct dat_diff_item *out);
+
+/**
+ * Frees what a `dat_diff_item` filled by `dat_diff_next` holds (its path and entries) and zeroes
+ * its pointers, so a second call does nothing. NULL is ignored.
+ */
+void dat_diff_item_free(struct dat_diff_item *item);
+
+/**
+ * Frees a diff iterator. NULL is ignored.
+ */
+void dat_diff_free(struct dat_diff *diff);
+
+/**
+ * Creates (or reopens) the store's default drive, writable here: its metadata log is the
+ * store's log named "db", as Hyperdrive's default corestore name. Writes its handle to `*out`.
+ */
+enum dat_status dat_drive_create(const struct dat_store *store, struct dat_drive **out);
+
+/**
+ * Creates (or reopens) a writable drive of its own named `name` in `store` (corestore's
+ * `store.namespace(name)`), so that a store can hold many drives. Writes its handle to `*out`.
+ */
+enum dat_status dat_drive_create_named(const struct dat_store *store,
+                                       const char *name,
+                                       struct dat_drive **out);
+
+/**
+ * Opens the drive with key `key` (`key_len` must be 32): a drive of this store, or a remote
+ * one that fills from the peers the store replicates with (open it after
+ * `dat_replicator_connect` or while a server runs: its logs join the connections). For a remote
+ * drive this blocks the calling thread until a peer has sent the drive's first signed length,
+ * for at most `timeout_ms` (`DAT_TIMEOUT`; negative: no limit). `timeout_ms` also bounds every
+ * later read of the drive that waits for blocks from peers.
+ *
+ * `sparse`: fetch only what is read (the entries on a name's lookup path, the bytes read); not
+ * sparse: download the whole drive, its metadata first, then its content, and follow it.
+ */
+enum dat_status dat_drive_open(const struct dat_store *store,
+                               const uint8_t *key,
+                               size_t key_len,
+                               bool sparse,
+                               int64_t timeout_ms,
+                               struct dat_drive **out);
+
+/**
+ * Frees a drive handle. NULL is ignored. Entries, cursors, streams and iterators made from it
+ * stay valid (each holds what it needs).
+ */
+void dat_drive_free(struct dat_drive *drive);
+
+/**
+ * Writes the drive's 32-byte key (its metadata log's key; what `dat_drive_open` takes) into
+ * `out` (`len` at least 32).
+ */
+enum dat_status dat_drive_key(const struct dat_drive *drive, uint8_t *out, size_t len);
+
+/**
+ * Writes the drive's 32-byte discovery key into `out` (`len` at least 32).
+ */
+enum dat_status dat_drive_discovery_key(const struct dat_drive *drive, uint8_t *out, size_t len);
+
+/**
+ * Writes the drive's version to `*out`: its metadata log's length, 1 for an empty drive; each
+ * put, delete or symlink adds 1. A checkout's version is the one it was made at.
+ */
+enum dat_status dat_drive_version(const struct dat_drive *drive, uint64_t *out);
+
+/**
+ * Writes whether this process can write the drive to `*out` (false for a remote drive and for a
+ * checkout).
+ */
+enum dat_status dat_drive_writable(const struct dat_drive *drive, bool *out);
+
+/**
+ * Writes a new handle to the drive's metadata log (a Hyperbee of entries) to `*out`, e.g. to
+ * subscribe to its events. Free it with `dat_log_free`.
+ */
+enum dat_status dat_drive_metadata_log(const struct dat_drive *drive, struct dat_log **out);
+
+/**
+ * Writes a new handle to the drive's content log (the file bytes) to `*out`, e.g. to prioritize
+ * a range of it (`dat_log_prioritize`) or follow its downloads. Free it with `dat_log_free`.
+ */
+enum dat_status dat_drive_content_log(const struct dat_drive *drive, struct dat_log **out);
+
+/**
+ * Writes the file `path` with the `len` bytes at `data` (`data` may be NULL when `len` is 0),
+ * replacing any file or symlink there. A drive that is not writable here gives
+ * `DAT_NOT_WRITABLE`.
+ */
+enum dat_status dat_drive_put(const struct dat_drive *drive,
+                              const char *path,
+                              const uint8_t *data,
+                              size_t len);
+
+/**
+ * Writes the file `path` as `dat_drive_put` does, with `opts` (NULL: the defaults). For a
+ * deduplicated write, `*out_report` (may be NULL) gets what it saved; for one without dedup it
+ * is zeroed.
+ */
+enum dat_status dat_drive_put_with(const struct dat_drive *drive,
+                                   const char *path,
+                                   const uint8_t *data,
+                                   size_t len,
+                                   const struct dat_put_options *opts,
+                                   struct dat_dedup_report *out_report);
+
+/**
+ * Reads the whole file `path` into `*out` (free it with `dat_bytes_free`). No file there (or a
+ * symlink: this does not follow links) gives `DAT_NOT_FOUND`. On a remote drive the blocks it
+ * needs are fetched from peers, waiting at most the drive's timeout.
+ */
+enum dat_status dat_drive_get(const struct dat_drive *drive,
+                              const char *path,
+                              struct dat_bytes *out);
+
+/**
+ * Writes the entry of `path` (a file or a symlink, not followed) to `*out` as a new handle
+ * (free it with `dat_entry_free`). Nothing there gives `DAT_NOT_FOUND`.
+ */
+enum dat_status dat_drive_entry(const struct dat_drive *drive,
+                                const char *path,
+                                struct dat_entry **out);
+
+/**
+ * Writes whether `path` has an entry (a file or a symlink) to `*out`.
+ */
+enum dat_status dat_drive_exists(const struct dat_drive *drive, const char *path, bool *out);
+
+/**
+ * Deletes the file or symlink `path`; `*out_existed` (may be NULL) gets whether there was one
+ * (deleting nothing is not an error). Older versions still read the file.
+ */
+enum dat_status dat_drive_del(const struct dat_drive *drive, const char *path, bool *out_existed);
+
+/**
+ * Makes `path` a symlink to `target` (stored as given; a relative target resolves against the
+ * link's own path when followed, as Hyperdrive does).
+ */
+enum dat_status dat_drive_symlink(const struct dat_drive *drive,
+                                  const char *path,
+                                  const char *target);
+
+/**
+ * Writes a read-only handle to the drive as it was at `version` (1 ..= the current version;
+ * files included) to `*out`; free it with `dat_drive_free`. A version past the current one gives
+ * `DAT_OUT_OF_BOUNDS`; writing to the checkout gives `DAT_NOT_WRITABLE`.
+ */
+enum dat_status dat_drive_checkout(const struct dat_drive *drive,
+                                   uint64_t version,
+                                   struct dat_drive **out);
+
+/**
+ * Fetches the content of the file or folder `path` ("/" for the whole drive) from peers and
+ * blocks the calling thread until it is all local; `*out_blocks` gets the number of blocks that
+ * were missing. `cb` (may be NULL) is called with `userdata` on the calling thread, before this
+ * returns, each time the count changes (first with what is already local, last with
+ * `done == total`). A block that does not arrive within the drive's timeout gives `DAT_TIMEOUT`.
+ * A path with nothing under it downloads nothing.
+ */
+enum dat_status dat_drive_download(const struct dat_drive *drive,
+                                   const char *path,
+                                   dat_progress_cb cb,
+                                   void *userdata,
+                                   uint64_t *out_blocks);
+
+/**
+ * Writes the file's size in bytes to `*out` (0 for a symlink).
+ */
+enum dat_status dat_entry_size(const struct dat_entry *entry, uint64_t *out);
+
+/**
+ * Writes the executable bit to `*out`.
+ */
+enum dat_status dat_entry_executable(const struct dat_entry *entry, bool *out);
+
+/**
+ * Writes whether the entry is a symlink (true) or a file (false) to `*out`.
+ */
+enum dat_status dat_entry_is_symlink(const struct dat_entry *entry, bool *out);
+
+/**
+ * Writes a symlink's target (as it was given to `dat_drive_symlink`) into `buf` (`len` bytes)
+ * as a NUL-terminated string and its length without the NUL to `*written`. `buf` NULL with `len`
+ * 0 only writes the length. A buffer too small gives `DAT_BUFFER_TOO_SMALL`; a file (no target)
+ * gives `DAT_NOT_FOUND`.
+ */
+enum dat_status dat_entry_linkname(const struct dat_entry *entry,
+                                   char *buf,
+                                   size_t len,
+                                   size_t *written);
+
+/**
+ * Writes the entry's metadata as JSON text (what `dat_put_options.metadata` gave) into `buf`
+ * (`len` bytes), NUL-terminated, and its length without the NUL to `*written`. `buf` NULL with
+ * `len` 0 only writes the length. A buffer too small gives `DAT_BUFFER_TOO_SMALL`; an entry
+ * without metadata gives `DAT_NOT_FOUND`.
+ */
+enum dat_status dat_entry_metadata(const struct dat_entry *entry,
+                                   char *buf,
+                                   size_t len,
+                                   size_t *written);
+
+/**
+ * Frees an entry. NULL is ignored.
+ */
+void dat_entry_free(struct dat_entry *entry);
+
+/**
  * Subscribes to `log`'s events: `cb(userdata, event)` is called for each append, download,
  * truncation and clear, in order, on a thread of this subscription's own ("dat-events"); a
  * subscriber that falls far behind gets `DAT_EVENT_LAGGED`. Writes the subscription's handle to
@@ -454,6 +1001,55 @@ enum dat_status dat_connection_subscribe(const struct dat_connection *conn,
  * callback then just returns as the last one). NULL is ignored.
  */
 void dat_subscription_free(struct dat_subscription *sub);
+
+/**
+ * The history of `path`: every put and delete of it, oldest first (from the drive's name index,
+ * not a walk of the whole drive). Writes an iterator to `*out`; a path never written gives an
+ * empty one.
+ */
+enum dat_status dat_drive_file_history(const struct dat_drive *drive,
+                                       const char *path,
+                                       struct dat_history **out);
+
+/**
+ * The next change of the path: the drive version it made to `*out_version`, and the entry it
+ * wrote to `*out_entry` (free it with `dat_entry_free`), or NULL for a deletion. `DAT_END` when
+ * there are no more (nothing is written).
+ */
+enum dat_status dat_history_next(struct dat_history *history,
+                                 uint64_t *out_version,
+                                 struct dat_entry **out_entry);
+
+/**
+ * Frees a history iterator. NULL is ignored.
+ */
+void dat_history_free(struct dat_history *history);
+
+/**
+ * Lists the files and symlinks under `folder` ("/" for the whole drive): every one at any depth
+ * (`recursive`), or only the first entry under each name directly in the folder (a file, or the
+ * first file of a sub-folder, as Hyperdrive's `list(folder, { recursive: false })`). Writes an
+ * iterator to `*out`; `dat_list_next` gives the items.
+ */
+enum dat_status dat_drive_list(const struct dat_drive *drive,
+                               const char *folder,
+                               bool recursive,
+                               struct dat_list **out);
+
+/**
+ * The next item: its path (normalized, e.g. "/dir/a.txt"; not NUL-terminated) to `*out_path`
+ * (free it with `dat_bytes_free`) and its entry to `*out_entry` (free it with `dat_entry_free`).
+ * Both stay valid after the iterator is freed. `DAT_END` when there are no more (nothing is
+ * written).
+ */
+enum dat_status dat_list_next(struct dat_list *list,
+                              struct dat_bytes *out_path,
+                              struct dat_entry **out_entry);
+
+/**
+ * Frees a list iterator. NULL is ignored.
+ */
+void dat_list_free(struct dat_list *list);
 
 /**
  * Creates a new writable log with a fresh key pair in `store`, and writes its handle to `*out`.

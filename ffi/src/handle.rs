@@ -226,6 +226,46 @@ pub(crate) unsafe fn write_c_str_whole(
     unsafe { write_c_str(buf, len, s) }
 }
 
+/// A string getter's output: writes `s` whole with a NUL into `buf` (`len` bytes) and its length
+/// without the NUL to `*written`; or, when `buf` is NULL and `len` is 0, writes nothing but the
+/// length (a size query: a buffer of `*written + 1` bytes holds the string). A buffer that is too
+/// small gives `DAT_BUFFER_TOO_SMALL`, writing nothing.
+///
+/// # Safety
+/// A non-NULL `buf` points at `len` writable bytes.
+pub(crate) unsafe fn write_text(
+    buf: *mut c_char,
+    len: usize,
+    written: *mut usize,
+    s: &str,
+) -> Result<(), Failure> {
+    check_text_out(buf, len, written)?;
+    let written = out_ref(written, "written")?;
+    let n = if buf.is_null() && len == 0 {
+        s.len()
+    } else {
+        // SAFETY: forwarded contract.
+        unsafe { write_c_str_whole(buf, len, s) }?
+    };
+    written.write(n);
+    Ok(())
+}
+
+/// The NULL checks of [`write_text`]'s arguments, for a getter to make before any other work.
+pub(crate) fn check_text_out(
+    buf: *mut c_char,
+    len: usize,
+    written: *mut usize,
+) -> Result<(), Failure> {
+    if written.is_null() {
+        return Err(Failure::null("written"));
+    }
+    if buf.is_null() && len > 0 {
+        return Err(Failure::null("buf"));
+    }
+    Ok(())
+}
+
 /// A raw `userdata` pointer handed back to a callback on a library thread. The caller promises
 /// (the header says so) that their userdata may be used from another thread.
 #[derive(Clone, Copy)]

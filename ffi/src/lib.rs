@@ -11,10 +11,10 @@
 //! - [`panic`]: the panic boundary every export runs inside;
 //! - [`handle`]: typed `Box`/`Arc` ownership of handles and the argument checks;
 //! - [`bytes`]: `dat_bytes`, data the library allocates for the caller;
-//! - [`store`], [`log`], [`prioritize`], [`replication`], [`events`]: the API itself;
+//! - [`store`], [`log`], [`prioritize`], [`replication`], [`events`]: the API of logs;
+//! - [`drive`], [`entry`], [`list`], [`diff`], [`history`], [`cursor`] (byte cursor and read
+//!   stream), [`changes`]: the API of drives;
 //! - [`runtime`], [`callbacks`]: the library's threads.
-//!
-//! The drive (`dat_drive_*`, `dat_cursor_*`, ...) will come as modules of its own.
 
 // The C names (`dat_log`, `DAT_OK`) are the API; cbindgen copies them into the header as they are.
 #![allow(non_camel_case_types)]
@@ -25,8 +25,15 @@
 
 pub mod bytes;
 pub(crate) mod callbacks;
+pub mod changes;
+pub mod cursor;
+pub mod diff;
+pub mod drive;
+pub mod entry;
 pub mod events;
 pub(crate) mod handle;
+pub mod history;
+pub mod list;
 pub mod log;
 pub(crate) mod panic;
 pub mod prioritize;
@@ -74,6 +81,14 @@ mod tests {
         shared::<std::sync::Arc<replication::Conn>>();
         shared::<events::Subscription>();
         movable::<replication::Pump>();
+        shared::<dat_core::drive::Drive>();
+        shared::<dat_core::drive::Entry>();
+        shared::<dat_core::drive::Change>();
+        movable::<dat_core::drive::Cursor>();
+        movable::<cursor::StreamHandle>();
+        movable::<changes::ChangesHandle>();
+        movable::<std::vec::IntoIter<dat_core::drive::DriveDiff>>();
+        movable::<std::vec::IntoIter<dat_core::drive::FileVersion>>();
     }
 
     #[test]

@@ -177,7 +177,8 @@ pub extern "C" fn dat_log_get(
         let log = log_ref(log)?;
         let out = out_ref(out, "out")?;
         let block = if timeout_ms == 0 {
-            log.get(index)?
+            // never waits, even for a drive's log (whose plain reads fetch from peers)
+            log.get_local(index)?
         } else {
             log.get_wait(index, timeout(timeout_ms))?
         };

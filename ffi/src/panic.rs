@@ -10,14 +10,18 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use crate::status::{Failure, dat_status, set_last_error};
 
 /// Runs a fallible body: `Ok` → `DAT_OK`; `Err` → its status, with its detail recorded for
-/// `dat_last_error`; a panic → `DAT_PANIC`, with the panic message recorded.
+/// `dat_last_error` (except `DAT_END`, which is not a failure); a panic → `DAT_PANIC`, with the
+/// panic message recorded.
 pub(crate) fn catch_status(body: impl FnOnce() -> Result<(), Failure>) -> dat_status {
     // AssertUnwindSafe: after a panic the handles involved are reported as possibly inconsistent
     // (DAT_PANIC's documentation); the locks inside dat-core recover from poisoning.
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(())) => dat_status::DAT_OK,
         Ok(Err(f)) => {
-            set_last_error(f.detail);
+            // the end of an iterator is not a failure: the last failure's detail stays
+            if f.status != dat_status::DAT_END {
+                set_last_error(f.detail);
+            }
             f.status
         }
         Err(payload) => {

@@ -11,8 +11,9 @@ use crate::panic::catch_status;
 
 /// The result of a call. The numbers are stable: a number, once given, keeps its meaning.
 ///
-/// 0 is success; 1–99 are misuse of the API (caught before any work is done); 100 and up are
-/// failures of the operation, one per kind of `dat_core::Error`.
+/// 0 is success; 1–99 are misuse of the API (caught before any work is done); 100–199 are
+/// failures of the operation, one per kind of `dat_core::Error`; 200 (`DAT_END`) is not a failure
+/// but the end of an iterator.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum dat_status {
@@ -24,7 +25,8 @@ pub enum dat_status {
     /// A required pointer argument was NULL.
     DAT_NULL_ARGUMENT = 2,
     /// An argument has a wrong value (a key that is not 32 bytes, a string that is not UTF-8, an
-    /// address that does not parse, a priority above 7, ...).
+    /// address that does not parse, a priority above 7, a drive path that climbs above the root,
+    /// ...).
     DAT_INVALID_ARGUMENT = 3,
     /// The caller's output buffer is too small; nothing was written.
     DAT_BUFFER_TOO_SMALL = 4,
@@ -62,7 +64,7 @@ pub enum dat_status {
     DAT_FORK_MISMATCH = 115,
     /// A verified signed state conflicts with the local one (the writer forked the log).
     DAT_CONFLICT = 116,
-    /// No log with that key or name in the store.
+    /// No log with that key or name in the store; no file or entry at a drive path.
     DAT_NOT_FOUND = 117,
     /// The Noise handshake or the transport encryption failed.
     DAT_HANDSHAKE = 118,
@@ -76,6 +78,10 @@ pub enum dat_status {
     DAT_CANCELLED = 122,
     /// A failure of a kind this version of the C API does not name yet.
     DAT_OTHER = 199,
+    /// Not a failure: the iterator has no more items (`dat_list_next`, `dat_diff_next`,
+    /// `dat_history_next`, and `dat_changes_next` on a stream that is not live). Nothing was
+    /// written, and `dat_last_error` keeps the detail of the last real failure.
+    DAT_END = 200,
 }
 
 /// Every status, for tests and for `dat_status_message`'s table.
@@ -111,6 +117,7 @@ pub(crate) const ALL: &[dat_status] = {
         DAT_TIMEOUT,
         DAT_CANCELLED,
         DAT_OTHER,
+        DAT_END,
     ]
 };
 
@@ -148,6 +155,7 @@ impl dat_status {
             DAT_TIMEOUT => "timed out",
             DAT_CANCELLED => "cancelled",
             DAT_OTHER => "error",
+            DAT_END => "no more items",
         }
     }
 }
