@@ -32,18 +32,23 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## bench: log workloads, then replication over loopback TCP (JS/libdat writer -> JS/libdat reader),
-## then the scheduler simulator's report. BENCH_ARGS=--quick divides the block counts by 10.
+## then the drive workloads (imports, stat, reads, cursor, peak memory; source data made once in
+## target/bench/drive-src*), then the scheduler simulator's report. BENCH_ARGS=--quick divides the
+## block and file counts by 10 (and the drive's 1 GiB file is 100 MiB).
 BENCH_DIR := target/bench
 BENCH_HOST = $$(date -u +%Y-%m-%d), $$(nproc) cores, $$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)
 bench: interop-deps
 	mkdir -p $(BENCH_DIR)
 	$(CARGO) bench -p dat-core --bench log --no-run
 	$(CARGO) bench -p dat-core --bench replication --no-run
+	$(CARGO) bench -p dat-core --bench drive --no-run
 	$(CARGO) build --release -p dat-core --example sim_report
 	$(NODE) $(INTEROP)/bench.js $(BENCH_ARGS) > $(BENCH_DIR)/js.jsonl
 	$(CARGO) bench -p dat-core --bench log -- $(BENCH_ARGS) > $(BENCH_DIR)/libdat.jsonl
 	$(NODE) $(INTEROP)/repl-bench.js $(BENCH_ARGS) > $(BENCH_DIR)/repl-js.jsonl
 	NODE=$(NODE) $(CARGO) bench -p dat-core --bench replication -- $(BENCH_ARGS) > $(BENCH_DIR)/repl-libdat.jsonl
+	$(NODE) $(INTEROP)/drive-bench.js $(BENCH_ARGS) > $(BENCH_DIR)/drive-js.jsonl
+	$(CARGO) bench -p dat-core --bench drive -- $(BENCH_ARGS) > $(BENCH_DIR)/drive-libdat.jsonl
 	$(CARGO) run --release -p dat-core --example sim_report > $(BENCH_DIR)/sim.md
 	@echo
 	@echo "## log benchmarks, $(BENCH_HOST)"
@@ -51,6 +56,9 @@ bench: interop-deps
 	@echo
 	@echo "## replication benchmarks, $(BENCH_HOST), node $$($(NODE) --version)"
 	@python3 scripts/bench-table.py $(BENCH_DIR)/repl-js.jsonl $(BENCH_DIR)/repl-libdat.jsonl
+	@echo
+	@echo "## drive benchmarks, $(BENCH_HOST), node $$($(NODE) --version), hyperdrive 13.3.4"
+	@python3 scripts/bench-table.py $(BENCH_DIR)/drive-js.jsonl $(BENCH_DIR)/drive-libdat.jsonl
 	@echo
 	@cat $(BENCH_DIR)/sim.md
 

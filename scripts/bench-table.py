@@ -9,7 +9,10 @@ Prints a Markdown table for each kind of workload found in the files:
   ops/s, ratio (libdat / reference), target;
 - replication workloads (repl_*: tests/interop/repl-bench.js, core/benches/replication.rs): per
   block size, each writer -> reader pair's blocks/s and MB/s and its ratio to JS -> JS, with the
-  targets for libdat -> libdat.
+  targets for libdat -> libdat;
+- drive workloads (drive_*: tests/interop/drive-bench.js, core/benches/drive.rs): rate, ratio and
+  target, and each side's peak memory (VmHWM and private RssAnon; drive lines also carry "unit",
+  "peak_rss_kib" and "peak_anon_kib").
 """
 import json
 import sys
@@ -138,10 +141,71 @@ def repl_table(rows, out):
     return met_all
 
 
+# drive workloads (tests/interop/drive-bench.js, core/benches/drive.rs): libdat workload ->
+# (reference workload, target ratio, note)
+DRIVE_PAIRS = {
+    "drive_import_files": ("drive_import_files", 3.0, "libdat DriveBatch, Durability::Full (fsync per commit); reference drive.batch(); both flush every 1,000 files"),
+    "drive_import_files_nosync": ("drive_import_files", 3.0, "libdat Durability::NoSync (the reference's guarantee)"),
+    "drive_import_1gib": ("drive_import_1gib", 3.0, "libdat Durability::Full: on disk when the call returns"),
+    "drive_import_1gib_nosync": ("drive_import_1gib", 3.0, "libdat Durability::NoSync (the reference's guarantee)"),
+    "drive_stat": ("drive_stat", 3.0, "entry() of random names"),
+    "drive_read_files": ("drive_read_files", 3.0, "list, then read every file"),
+    "drive_read_1gib": ("drive_read_1gib", 3.0, "read stream of the whole file"),
+    "drive_cursor_4k": ("drive_cursor_4k", 3.0, "libdat cursor seek+read; reference: ranged blob reads"),
+}
+
+
+def mib(kib_list):
+    return max(kib_list) / 1024 if kib_list else None
+
+
+def drive_table(rows, out):
+    if not any(n in DRIVE_PAIRS for (_, n) in rows):
+        return None
+    out.append("| workload | unit | reference (/s) | libdat (/s) | ratio | target | met "
+               "| peak RSS ref / libdat (MiB) | ≤ ref | private peak ref / libdat (MiB) | ≤ ref | note |")
+    out.append("|---|---|---:|---:|---:|---:|:-:|---:|:-:|---:|:-:|---|")
+    met_all = True
+    for name, (ref, target, note) in DRIVE_PAIRS.items():
+        ours = rows.get(("libdat", name))
+        theirs = rows.get(("js", ref))
+        if not ours or not theirs:
+            continue
+        unit = ours.get("unit", "ops")
+        if "error" in ours or "error" in theirs:
+            met_all = False
+            err = str(ours.get("error") or theirs.get("error")).replace("|", "/")
+            out.append(f"| {name} | {unit} | | | FAILED | {target:g}x | NO | | | | | {err} |")
+            continue
+        a = ours["median_ops_per_sec"]
+        b = theirs["median_ops_per_sec"]
+        ratio = a / b if b else float("inf")
+        met = ratio >= target
+        met_all &= met
+        rss_a, rss_b = mib(ours.get("peak_rss_kib", [])), mib(theirs.get("peak_rss_kib", []))
+        anon_a, anon_b = mib(ours.get("peak_anon_kib", [])), mib(theirs.get("peak_anon_kib", []))
+        rss_ok = rss_a is not None and rss_b is not None and rss_a <= rss_b
+        anon_ok = anon_a is not None and anon_b is not None and anon_a <= anon_b
+        rss = f"{rss_b:,.0f} / {rss_a:,.0f}" if rss_a is not None and rss_b is not None else ""
+        anon = f"{anon_b:,.0f} / {anon_a:,.0f}" if anon_a is not None and anon_b is not None else ""
+        out.append(
+            f"| {name} | {unit} | {b:,.1f} | {a:,.1f} | {ratio:.2f}x | {target:g}x | {'yes' if met else 'NO'} "
+            f"| {rss} | {'yes' if rss_ok else 'NO'} | {anon} | {'yes' if anon_ok else 'NO'} | {note} |"
+        )
+    out.append("")
+    out.append(
+        "medians of 3 runs, each run its own process; peak RSS = the process's VmHWM (for libdat it includes the "
+        "store's memory-mapped LMDB pages the run touched: page cache, shared and reclaimable), private peak = "
+        "the highest RssAnon sampled every 10 ms; memory columns show the largest of the 3 runs; both "
+        "implementations measured in this run on this machine"
+    )
+    return met_all
+
+
 def main():
     rows = load(sys.argv[1:])
     printed = []
-    for table in (log_table, repl_table):
+    for table in (log_table, repl_table, drive_table):
         out = []
         if table(dict(rows), out) is not None:
             printed.append("\n".join(out))

@@ -390,3 +390,107 @@ async fn a_sparse_reader_reads_one_file_of_many_fetching_only_what_it_needs() {
     rc.close().await.unwrap();
     wc.join().await.unwrap();
 }
+
+#[test]
+fn a_batch_writes_many_files_with_few_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let drive = Drive::create(&store).unwrap();
+    drive.put("/before.txt", b"before").unwrap();
+    drive.put("/gone.txt", b"to delete").unwrap();
+    let v0 = drive.version();
+    let mut appends = drive.content_log().subscribe();
+    let mut b = drive.batch().unwrap();
+    let file = |i: usize| format!("file {i} ").repeat(i % 50).into_bytes();
+    for i in 0..10_000 {
+        b.put(&format!("/many/{i:05}.txt"), &file(i)).unwrap();
+    }
+    assert!(b.del("/gone.txt").unwrap());
+    assert!(!b.del("/never.txt").unwrap());
+    b.symlink("/link", "/many/00007.txt").unwrap();
+    let exec = PutOptions {
+        executable: true,
+        metadata: Some(serde_json::json!({"x": 1})),
+        ..Default::default()
+    };
+    b.put_with("/bin/x", b"#!", &exec).unwrap();
+    let big = pattern(200_000);
+    let dedup = PutOptions {
+        dedup: true,
+        ..Default::default()
+    };
+    let report = b.put_with("/dedup.bin", &big, &dedup).unwrap().unwrap();
+    assert_eq!(report.bytes_total, 200_000);
+    b.put("/many/00003.txt", b"overwritten in the same batch")
+        .unwrap();
+    assert_eq!(drive.version(), v0, "nothing visible before the flush");
+    b.flush().unwrap();
+    // 10,000 + del + symlink + exec + dedup + overwrite
+    assert_eq!(drive.version(), v0 + 10_005);
+    let mut content_appends = 0;
+    while let Ok(ev) = appends.try_recv() {
+        if matches!(ev, dat_core::LogEvent::Append { .. }) {
+            content_appends += 1;
+        }
+    }
+    assert!(
+        content_appends <= 8,
+        "few content commits: {content_appends}"
+    );
+    for i in (0..10_000).step_by(97) {
+        if i == 3 {
+            continue;
+        }
+        let p = format!("/many/{i:05}.txt");
+        assert_eq!(drive.get(&p).unwrap().unwrap(), file(i), "{p}");
+    }
+    assert_eq!(
+        drive.get("/many/00003.txt").unwrap().unwrap(),
+        b"overwritten in the same batch"
+    );
+    assert_eq!(drive.get("/many/00000.txt").unwrap().unwrap(), b"");
+    assert!(!drive.exists("/gone.txt").unwrap());
+    assert_eq!(drive.get("/before.txt").unwrap().unwrap(), b"before");
+    assert_eq!(
+        drive.entry_follow("/link").unwrap().unwrap().0,
+        "/many/00007.txt"
+    );
+    let e = drive.entry("/bin/x").unwrap().unwrap();
+    assert!(e.executable);
+    assert_eq!(e.metadata, Some(serde_json::json!({"x": 1})));
+    assert_eq!(drive.get("/dedup.bin").unwrap().unwrap(), big);
+    assert!(
+        drive
+            .entry("/dedup.bin")
+            .unwrap()
+            .unwrap()
+            .blob
+            .unwrap()
+            .block_map
+    );
+    assert_eq!(drive.list("/many", true).unwrap().len(), 10_000);
+    // the batch's changes, in order, and the old version is intact
+    let changes: Vec<_> = drive.changes(v0 + 1, false).map(|c| c.unwrap()).collect();
+    assert_eq!(changes.len(), 10_005);
+    assert_eq!(changes[10_000].path, "/gone.txt");
+    assert_eq!(
+        drive
+            .checkout(v0)
+            .unwrap()
+            .get("/gone.txt")
+            .unwrap()
+            .unwrap(),
+        b"to delete"
+    );
+    // a batch may go on after a flush; a drop discards what was not flushed
+    b.put("/after.txt", b"after").unwrap();
+    b.flush().unwrap();
+    assert_eq!(drive.get("/after.txt").unwrap().unwrap(), b"after");
+    b.put("/dropped.txt", b"never").unwrap();
+    drop(b);
+    assert!(!drive.exists("/dropped.txt").unwrap());
+    assert!(
+        drive.checkout(2).unwrap().batch().is_err(),
+        "checkouts are read-only"
+    );
+}

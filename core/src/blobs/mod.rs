@@ -144,6 +144,37 @@ impl Blobs {
         })
     }
 
+    /// Stores several buffers as consecutive plain blobs (each cut as [`put`](Self::put) cuts
+    /// it) in one atomic append, so many small files cost one commit; returns their ids in
+    /// order. An empty buffer takes no block (its id is empty, at its place in the log).
+    pub fn put_many(&self, data: &[&[u8]]) -> Result<Vec<BlobId>> {
+        let bs = self.block_size;
+        let _guard = self.lock.acquire()?;
+        let blocks: Vec<&[u8]> = data.iter().flat_map(|d| d.chunks(bs)).collect();
+        let (mut block, mut byte) = if blocks.is_empty() {
+            (self.log.length(), self.log.byte_length())
+        } else {
+            let total: u64 = data.iter().map(|d| d.len() as u64).sum();
+            let (length, byte_length) = self.log.append_batch(&blocks)?;
+            // the batch is atomic: the blobs are its blocks, whatever came before
+            (length - blocks.len() as u64, byte_length - total)
+        };
+        let mut ids = Vec::with_capacity(data.len());
+        for d in data {
+            let n = d.len().div_ceil(bs) as u64;
+            ids.push(BlobId {
+                block_offset: block,
+                block_length: n,
+                byte_offset: byte,
+                byte_length: d.len() as u64,
+                block_map: false,
+            });
+            block += n;
+            byte += d.len() as u64;
+        }
+        Ok(ids)
+    }
+
     /// A writer making one block per `write` call, exactly as the reference's
     /// `createWriteStream()`. Waits while another writer (or `put`) of this `Blobs` is open on
     /// another thread; fails with [`Error::InvalidArgument`] instead of deadlocking if the open

@@ -22,6 +22,7 @@
 //! [`DriveOptions::timeout`]. A drive that is not sparse fetches all of its metadata first
 //! and then all of its content.
 
+mod batch;
 mod changes;
 mod cursor;
 pub mod entry;
@@ -31,6 +32,7 @@ pub mod path;
 
 use std::time::Duration;
 
+pub use batch::DriveBatch;
 pub use changes::{Change, ChangeKind, Changes, DiffKind, DriveDiff};
 pub use cursor::{Cursor, ReadStream};
 pub use entry::{Entry, key};
@@ -598,6 +600,9 @@ impl std::fmt::Debug for FileWriter {
 }
 
 const WRITE_BLOCK: usize = 64 * 1024;
+/// A file writer appends its blocks to the content log this many at a time (or this many bytes).
+const APPEND_BLOCKS: usize = 256;
+const APPEND_BYTES: usize = 16 << 20;
 
 impl FileWriter {
     fn state(&mut self) -> Result<&mut WriterState> {
@@ -615,11 +620,13 @@ impl FileWriter {
             } else {
                 Chunking::Fixed(WRITE_BLOCK)
             };
-            let writer = self.drive.blobs.writer_with(WriteOptions {
+            let mut writer = self.drive.blobs.writer_with(WriteOptions {
                 chunking,
                 block_map: self.opts.dedup,
                 dedup,
             })?;
+            // a large file: 16 MiB per commit rather than 1 MiB (each commit may fsync)
+            writer.set_append_batch(APPEND_BLOCKS, APPEND_BYTES);
             self.inner = Some(WriterState {
                 writer,
                 dedup: shared,
@@ -638,7 +645,16 @@ impl FileWriter {
     }
 
     /// Stores the rest and puts the entry; returns it with the dedup report (for dedup writes).
-    pub fn finish(mut self) -> Result<(Entry, Option<DedupReport>)> {
+    pub fn finish(self) -> Result<(Entry, Option<DedupReport>)> {
+        let drive = self.drive.clone();
+        let path = self.path.clone();
+        let (e, report) = self.finish_content()?;
+        drive.put_entry(&path, &e)?;
+        Ok((e, report))
+    }
+
+    /// Stores the rest of the content; returns the entry to put (not put yet).
+    fn finish_content(mut self) -> Result<(Entry, Option<DedupReport>)> {
         let buf = std::mem::take(&mut self.buf);
         let st = self.state()?;
         st.writer.write_blob(&buf)?;
@@ -657,7 +673,6 @@ impl FileWriter {
             blob: Some(id),
             metadata: self.opts.metadata.clone(),
         };
-        self.drive.put_entry(&self.path, &e)?;
         Ok((e, self.report))
     }
 }
