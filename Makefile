@@ -134,3 +134,34 @@ install:
 	sed -e 's|@PREFIX@|$(PREFIX)|' \
 	    -e "s|@VERSION@|$$(sed -n 's/^version = \"\(.*\)\"/\1/p' Cargo.toml | head -1)|" \
 	    ffi/dat.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/dat.pc
+
+# --------------------------------------------------------------------------------------- Node
+# node-addon  bindings/node/libdat.node (debug) from bindings/node (package dat-node), with cargo
+# node-test   node --test bindings/node/test/*.test.js (prints TAP: "# pass N" / "# fail N")
+# node-deps   bindings/node/node_modules: the pinned @napi-rs/cli from the committed lockfile
+# node-dts    regenerates bindings/node/index.d.ts with the pinned @napi-rs/cli (napi build --dts)
+# node-check-dts  fails when bindings/node/index.d.ts is not what node-dts generates
+NODE_DIR     := bindings/node
+NAPI_BUILD   := npx --no-install napi build --target-dir $(abspath target) --dts index.d.ts \
+	  --dts-header "$$(cat dts-header.d.ts)"
+
+.PHONY: node-addon node-test node-deps node-dts node-check-dts
+
+node-addon:
+	$(CARGO) build -p dat-node
+	cp target/debug/libdat_node.so $(NODE_DIR)/libdat.node
+
+node-test: node-addon
+	cd $(NODE_DIR) && $(NODE) --test test/*.test.js
+
+node-deps: $(NODE_DIR)/node_modules/.package-lock.json
+$(NODE_DIR)/node_modules/.package-lock.json: $(NODE_DIR)/package-lock.json
+	cd $(NODE_DIR) && $(NPM) ci --no-audit --no-fund
+
+node-dts: node-deps
+	cd $(NODE_DIR) && $(NAPI_BUILD) --output-dir .
+
+node-check-dts: node-deps
+	@tmp=$$(mktemp -d) && (cd $(NODE_DIR) && $(NAPI_BUILD) --output-dir $$tmp >/dev/null) && \
+	  if diff -u $(NODE_DIR)/index.d.ts $$tmp/index.d.ts; then echo "node-check-dts: index.d.ts is up to date"; rm -rf $$tmp; \
+	  else echo "node-check-dts: bindings/node/index.d.ts is stale: run make node-dts"; rm -rf $$tmp; exit 1; fi

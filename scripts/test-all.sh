@@ -42,6 +42,13 @@ run c-valgrind make --no-print-directory c-valgrind
 p=$(grep -c '^valgrind .*: clean$' "$LOG/c-valgrind.log"); f=$(grep -c '^valgrind .*: FAILED$' "$LOG/c-valgrind.log")
 pass=$((pass + p)); fail=$((fail + f))
 
+# Node addon: index.d.ts matches bindings/node/src (regenerated with the pinned @napi-rs/cli and
+# diffed; one check), then the node --test suite (TAP: "# pass N" / "# fail N").
+if run node-dts make --no-print-directory node-check-dts; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
+run node make --no-print-directory node-test
+p=$(grep -E '^# pass [0-9]+$' "$LOG/node.log" | tail -1 | awk '{print $3}'); f=$(grep -E '^# fail [0-9]+$' "$LOG/node.log" | tail -1 | awk '{print $3}')
+pass=$((pass + ${p:-0})); fail=$((fail + ${f:-0}))
+
 # Lint: formatting and clippy count as one check each.
 if run fmt cargo fmt --all --check; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
 if run clippy cargo clippy --workspace --all-targets -- -D warnings; then pass=$((pass + 1)); else fail=$((fail + 1)); fi

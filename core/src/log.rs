@@ -601,14 +601,14 @@ impl Log {
     }
 
     /// Reads block `index`, checking its bytes against the tree. When the block is not local
-    /// and a wait is set ([`Log::set_wait`]) on a log this side does not write, it is fetched
-    /// from peers at the top priority ([`Log::get_wait`]).
+    /// (or past the length known here) and a wait is set ([`Log::set_wait`]) on a log this side
+    /// does not write, it is fetched from peers at the top priority ([`Log::get_wait`]).
     pub fn get(&self, index: u64) -> Result<Vec<u8>> {
         match self.get_local(index) {
-            Err(Error::NotAvailable(_)) if !self.writable() => {
+            Err(e @ (Error::NotAvailable(_) | Error::OutOfBounds(_))) if !self.writable() => {
                 use std::sync::atomic::Ordering;
                 match self.inner.wait_ms.load(Ordering::Relaxed) {
-                    0 => Err(Error::NotAvailable(index)),
+                    0 => Err(e),
                     u64::MAX => self.get_wait(index, None),
                     ms => self.get_wait(index, Some(std::time::Duration::from_millis(ms))),
                 }
