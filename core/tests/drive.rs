@@ -494,3 +494,47 @@ fn a_batch_writes_many_files_with_few_commits() {
         "checkouts are read-only"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_remote_drive_reads_right_after_open() {
+    for round in 0..5 {
+        let (wd, rd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let wstore = Store::open(wd.path()).unwrap();
+        let writer = Drive::create(&wstore).unwrap();
+        writer.put("/a.txt", b"alpha").unwrap();
+        writer.put("/b.bin", &pattern(300_000)).unwrap();
+        let rstore = Store::open(rd.path()).unwrap();
+        let (x, y) = tokio::io::duplex(1 << 20);
+        let opts = ConnectionOptions::default();
+        let wc = driver::spawn(
+            Connection::new(wstore.clone(), true, &KeyPair::generate(), opts.clone()).unwrap(),
+            x,
+            vec![],
+        );
+        let rc = driver::spawn(
+            Connection::new(rstore.clone(), false, &KeyPair::generate(), opts).unwrap(),
+            y,
+            vec![],
+        );
+        let key = writer.key();
+        let started = std::time::Instant::now();
+        let (a, b) = tokio::task::spawn_blocking(move || {
+            let reader = Drive::open(&rstore, &key, DriveOptions::default()).unwrap();
+            let a = reader.get("/a.txt").unwrap().unwrap();
+            let mut c = reader.cursor("/b.bin").unwrap();
+            c.seek_to(200_000).unwrap();
+            (a, c.read_bytes(10).unwrap())
+        })
+        .await
+        .unwrap();
+        assert_eq!(a, b"alpha");
+        assert_eq!(b, &pattern(300_000)[200_000..200_010]);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "round {round}: {:?}",
+            started.elapsed()
+        );
+        rc.close().await.unwrap();
+        wc.join().await.unwrap();
+    }
+}
