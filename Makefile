@@ -135,6 +135,33 @@ install:
 	    -e "s|@VERSION@|$$(sed -n 's/^version = \"\(.*\)\"/\1/p' Cargo.toml | head -1)|" \
 	    ffi/dat.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/dat.pc
 
+# ------------------------------------------------------------------------------------- Python
+# py-venv    target/py-venv with the pinned maturin and pytest (pip installs them if missing)
+# py-wheel   the abi3 wheel (CPython >= 3.9) of bindings/python into target/wheels; debug profile
+#            (PY_WHEEL_FLAGS=--release for the release wheel)
+# py-test    installs the wheel into target/py-venv and runs bindings/python/tests with pytest
+PY_VENV         := target/py-venv
+PY              := $(PY_VENV)/bin/python
+MATURIN_VERSION := 1.16.0
+PYTEST_VERSION  := 9.2.0
+PY_WHEEL_FLAGS  ?=
+
+.PHONY: py-venv py-wheel py-test
+
+py-venv:
+	@test -x $(PY) || python3 -m venv $(PY_VENV)
+	@$(PY) -c 'import importlib.metadata as m; assert m.version("maturin") == "$(MATURIN_VERSION)" and m.version("pytest") == "$(PYTEST_VERSION)"' 2>/dev/null || \
+	  $(PY) -m pip install -q maturin==$(MATURIN_VERSION) pytest==$(PYTEST_VERSION)
+
+py-wheel: py-venv
+	rm -f target/wheels/libdat-*.whl
+	CARGO_TARGET_DIR=target PYO3_PYTHON=$(abspath $(PY)) $(PY_VENV)/bin/maturin build $(PY_WHEEL_FLAGS) \
+	  -m bindings/python/Cargo.toml -o target/wheels
+
+py-test: py-wheel
+	$(PY) -m pip install -q --force-reinstall --no-deps target/wheels/libdat-*.whl
+	cd bindings/python && ../../$(PY) -m pytest -p no:cacheprovider tests
+
 # --------------------------------------------------------------------------------------- Node
 # node-addon  bindings/node/libdat.node (debug) from bindings/node (package dat-node), with cargo
 # node-test   node --test bindings/node/test/*.test.js (prints TAP: "# pass N" / "# fail N")

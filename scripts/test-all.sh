@@ -49,6 +49,15 @@ run node make --no-print-directory node-test
 p=$(grep -E '^# pass [0-9]+$' "$LOG/node.log" | tail -1 | awk '{print $3}'); f=$(grep -E '^# fail [0-9]+$' "$LOG/node.log" | tail -1 | awk '{print $3}')
 pass=$((pass + ${p:-0})); fail=$((fail + ${f:-0}))
 
+# Python package: the abi3 wheel built with maturin and installed into target/py-venv, then the
+# pytest suite (its summary line: "N passed in 3.2s" / "1 failed, N passed in ..."; errors count
+# as failures).
+run py make --no-print-directory py-test
+summary=$(grep -E '[0-9]+ (passed|failed|errors?)\b.* in [0-9.]+s' "$LOG/py.log" | tail -1)
+p=$(grep -oE '[0-9]+ passed' <<<"$summary" | grep -oE '[0-9]+')
+f=$(grep -oE '[0-9]+ (failed|errors?)' <<<"$summary" | awk '{s+=$1} END {print s+0}')
+pass=$((pass + ${p:-0})); fail=$((fail + ${f:-0}))
+
 # Lint: formatting and clippy count as one check each.
 if run fmt cargo fmt --all --check; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
 if run clippy cargo clippy --workspace --all-targets -- -D warnings; then pass=$((pass + 1)); else fail=$((fail + 1)); fi

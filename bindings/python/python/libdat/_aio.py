@@ -1,0 +1,43 @@
+"""asyncio glue: native operations complete on libdat's threads and settle asyncio futures.
+
+A native awaitable passes a ``register(done)`` function; libdat calls ``done(result, error)``
+exactly once from its callback thread, and :func:`bridge` hands that over to the event loop with
+``call_soon_threadsafe``. Cancelling the awaiting task only drops the future (a range keeps
+going until it is cancelled or its handle dropped).
+"""
+
+import asyncio
+
+
+def bridge(register):
+    """A future of the running loop, settled by ``done(result, error)`` given to ``register``."""
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+
+    def settle(result, error):
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def done(result, error):
+        try:
+            loop.call_soon_threadsafe(settle, result, error)
+        except RuntimeError:
+            pass  # the loop is closed: nobody waits any more
+
+    register(done)
+    return future
+
+
+async def anext(it):
+    """``__anext__`` of a native iterator: ``_take()`` an item, else ``_poll`` for one."""
+    while True:
+        item = it._take()
+        if item is not None:
+            return item
+        if it._ended:
+            raise StopAsyncIteration
+        await bridge(lambda done: it._poll(0.25, done))
