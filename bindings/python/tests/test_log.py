@@ -125,3 +125,16 @@ def test_store_events_and_callbacks(store):
                 break
             threading.Event().wait(0.05)
     assert ("log", "append") in seen and not sub2.active
+
+
+def test_a_slow_reader_gets_a_lagged_event(tmp_path):
+    # the buffer is bounded (1024 events): a reader that falls behind is told how many it missed
+    with libdat.Store(tmp_path / "s", durability="no-sync") as store:
+        log = store.core()
+        events = log.events()
+        for i in range(1100):
+            log.append(b"%d" % i)
+        first = events.next(timeout=5)
+        assert (first.type, first.count) == ("lagged", 1100 - 1024)
+        second = events.next(timeout=5)
+        assert (second.type, second.length) == ("append", 1100 - 1024 + 1)

@@ -213,3 +213,36 @@ def test_connection_and_server_close(peers):
     with pytest.raises(libdat.IoError) as refused:
         peers.reader.connect(peers.server.address)
     assert isinstance(refused.value, OSError)
+
+
+def test_blocking_calls_release_the_gil_and_notice_ctrl_c(peers):
+    log = peers.writer.core(name="gil")
+    log.append(b"x")
+    remote = peers.reader.core(key=log.key, sparse=True)
+    counted = [0]
+    stop = threading.Event()
+
+    def count():
+        while not stop.is_set():
+            counted[0] += 1
+
+    t = threading.Thread(target=count)
+    t.start()
+    try:
+        with pytest.raises(libdat.TimeoutError):
+            remote.get(1000, timeout=0.5)
+    finally:
+        stop.set()
+        t.join()
+    assert counted[0] > 1000  # the other thread ran while this one waited
+
+    # a wait without a time limit is interrupted by Ctrl-C (SIGINT)
+    import _thread
+
+    r = remote.prioritize(500, 600)
+    timer = threading.Timer(0.3, _thread.interrupt_main)
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        r.wait()
+    timer.join()
+    r.cancel()

@@ -7,14 +7,17 @@ going until it is cancelled or its handle dropped).
 """
 
 import asyncio
+from typing import Any, Callable, Optional
+
+_Done = Callable[[Any, Optional[BaseException]], None]
 
 
-def bridge(register):
+def bridge(register: Callable[[_Done], Any]) -> "asyncio.Future[Any]":
     """A future of the running loop, settled by ``done(result, error)`` given to ``register``."""
     loop = asyncio.get_running_loop()
     future = loop.create_future()
 
-    def settle(result, error):
+    def settle(result: Any, error: Optional[BaseException]) -> None:
         if future.done():
             return
         if error is not None:
@@ -22,7 +25,7 @@ def bridge(register):
         else:
             future.set_result(result)
 
-    def done(result, error):
+    def done(result: Any, error: Optional[BaseException]) -> None:
         try:
             loop.call_soon_threadsafe(settle, result, error)
         except RuntimeError:
@@ -32,7 +35,7 @@ def bridge(register):
     return future
 
 
-async def anext(it):
+async def anext(it: Any) -> Any:
     """``__anext__`` of a native iterator: ``_take()`` an item, else ``_poll`` for one."""
     while True:
         item = it._take()

@@ -1,6 +1,12 @@
 """Files of a drive as Python binary file objects (``drive.open(path)``)."""
 
 import io
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
+    from ._native import Cursor
 
 
 class DriveFile(io.RawIOBase):
@@ -11,42 +17,42 @@ class DriveFile(io.RawIOBase):
     file raises :class:`libdat.OutOfBounds`.
     """
 
-    def __init__(self, cursor, name):
+    def __init__(self, cursor: "Cursor", name: str) -> None:
         super().__init__()
         self._cursor = cursor
         self.name = name
 
     @property
-    def size(self):
+    def size(self) -> int:
         """The file's size in bytes."""
         return self._cursor.size
 
-    def readable(self):
+    def readable(self) -> bool:
         return True
 
-    def seekable(self):
+    def seekable(self) -> bool:
         return True
 
-    def writable(self):
+    def writable(self) -> bool:
         return False
 
-    def read(self, size=-1):
+    def read(self, size: Optional[int] = -1) -> bytes:
         self._checkClosed()
         if size is None:
             size = -1
         return self._cursor.read(size)
 
-    def readall(self):
+    def readall(self) -> bytes:
         return self.read(-1)
 
-    def readinto(self, buffer):
+    def readinto(self, buffer: "WriteableBuffer") -> int:
         self._checkClosed()
         view = memoryview(buffer).cast("B")
         data = self._cursor.read(len(view))
         view[: len(data)] = data
         return len(data)
 
-    def seek(self, offset, whence=io.SEEK_SET):
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         self._checkClosed()
         if whence == io.SEEK_SET:
             position = offset
@@ -60,14 +66,14 @@ class DriveFile(io.RawIOBase):
             raise ValueError(f"negative seek position {position}")
         return self._cursor.seek(position)
 
-    def tell(self):
+    def tell(self) -> int:
         self._checkClosed()
         return self._cursor.tell()
 
-    def close(self):
+    def close(self) -> None:
         if not self.closed:
             self._cursor.close()
         super().close()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<libdat.DriveFile {self.name!r} size={self._cursor.size}>"

@@ -1,10 +1,11 @@
 # Type stubs of libdat's native module (bindings/python/src). Use the `libdat` package, which
 # re-exports these classes; the module itself is private.
 
+import builtins
 import os
 import pathlib
 from collections.abc import Awaitable, Callable, Generator, Iterator
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Optional, Union, final
 
 from ._file import DriveFile
 
@@ -26,16 +27,17 @@ _EventName = Literal[
 
 def _shutdown() -> None: ...
 
+@final
 class Store:
     """A directory of logs and drives in one LMDB environment; a context manager."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         path: Union[str, os.PathLike[str]],
         *,
         durability: Literal["full", "no-meta-sync", "no-sync"] = "full",
         map_size: Optional[int] = None,
-    ) -> None: ...
+    ) -> Store: ...
     @property
     def path(self) -> pathlib.Path: ...
     @property
@@ -58,6 +60,7 @@ class Store:
     def __enter__(self) -> Store: ...
     def __exit__(self, *exc: object) -> None: ...
 
+@final
 class Server:
     """A TCP listener replicating its store with whoever connects."""
 
@@ -69,6 +72,7 @@ class Server:
     def __enter__(self) -> Server: ...
     def __exit__(self, *exc: object) -> None: ...
 
+@final
 class Connection:
     """An outgoing replication connection."""
 
@@ -78,6 +82,7 @@ class Connection:
     def __enter__(self) -> Connection: ...
     def __exit__(self, *exc: object) -> None: ...
 
+@final
 class Log:
     """A signed append-only log (a Hypercore 11 core)."""
 
@@ -121,6 +126,7 @@ class Log:
     @property
     def writable(self) -> bool: ...
 
+@final
 class Range:
     """A prioritized range of a log: wait, await, cancel (also `with` and dropping it)."""
 
@@ -139,6 +145,7 @@ class Range:
     def __exit__(self, *exc: object) -> None: ...
     def __await__(self) -> Generator[Any, None, None]: ...
 
+@final
 class Drive:
     """A versioned file system (a Hyperdrive 13 drive)."""
 
@@ -158,11 +165,11 @@ class Drive:
     def delete(self, path: str) -> bool: ...
     def symlink(self, path: str, target: str) -> Entry: ...
     def list(self, folder: str = "/", recursive: bool = True) -> Iterator[tuple[str, Entry]]: ...
-    def readdir(self, folder: str = "/") -> list[str]: ...
+    def readdir(self, folder: str = "/") -> builtins.list[str]: ...
     def checkout(self, version: int) -> Drive: ...
-    def diff(self, other: Union[int, Drive], folder: str = "/") -> list[Diff]: ...
+    def diff(self, other: Union[int, Drive], folder: str = "/") -> builtins.list[Diff]: ...
     def changes(self, since: int = 0, live: bool = False) -> Changes: ...
-    def history(self, path: str) -> list[FileVersion]: ...
+    def history(self, path: str) -> builtins.list[FileVersion]: ...
     def open(self, path: str) -> DriveFile: ...
     def cursor(self, path: str) -> Cursor: ...
     def read_stream(self, path: str, start: int = 0, end: Optional[int] = None) -> ReadStream: ...
@@ -184,6 +191,7 @@ class Drive:
     @property
     def content_log(self) -> Log: ...
 
+@final
 class Entry:
     """A file or symlink entry."""
 
@@ -202,6 +210,7 @@ class Entry:
     @property
     def blob(self) -> Optional[Blob]: ...
 
+@final
 class Blob:
     """Where a file's content is stored in the drive's content log."""
 
@@ -216,6 +225,7 @@ class Blob:
     @property
     def block_map(self) -> bool: ...
 
+@final
 class Change:
     """One change of a drive."""
 
@@ -228,6 +238,7 @@ class Change:
     @property
     def entry(self) -> Optional[Entry]: ...
 
+@final
 class Diff:
     """One name that differs between two sides of a diff."""
 
@@ -240,6 +251,7 @@ class Diff:
     @property
     def right(self) -> Optional[Entry]: ...
 
+@final
 class FileVersion:
     """One version of one file."""
 
@@ -250,6 +262,7 @@ class FileVersion:
     @property
     def deleted(self) -> bool: ...
 
+@final
 class Changes:
     """A drive's changes: `for` and `async for`; live streams wait for new ones."""
 
@@ -262,6 +275,7 @@ class Changes:
     def __enter__(self) -> Changes: ...
     def __exit__(self, *exc: object) -> None: ...
 
+@final
 class Cursor:
     """A byte cursor on one file (`Drive.open` wraps it in an io.RawIOBase)."""
 
@@ -277,6 +291,7 @@ class Cursor:
     def close(self) -> None: ...
     def __len__(self) -> int: ...
 
+@final
 class ReadStream:
     """The chunks (at most 64 KiB each) of a byte range of one file."""
 
@@ -288,6 +303,7 @@ class ReadStream:
     def __enter__(self) -> ReadStream: ...
     def __exit__(self, *exc: object) -> None: ...
 
+@final
 class Download:
     """A download running in the background: wait, await, progress."""
 
@@ -298,13 +314,14 @@ class Download:
     def wait(self, timeout: Optional[float] = None) -> int: ...
     def __await__(self) -> Generator[Any, None, int]: ...
 
+@final
 class Event:
     """Something that happened to a log or a connection."""
 
     @property
     def type(self) -> _EventName: ...
     @property
-    def key(self) -> Optional[bytes]: ...
+    def key(self) -> Optional[builtins.bytes]: ...
     @property
     def index(self) -> Optional[int]: ...
     @property
@@ -324,6 +341,7 @@ class Event:
     @property
     def count(self) -> Optional[int]: ...
 
+@final
 class Events:
     """Events as an iterator with a bounded buffer: `for` and `async for`."""
 
@@ -336,6 +354,7 @@ class Events:
     def __enter__(self) -> Events: ...
     def __exit__(self, *exc: object) -> None: ...
 
+@final
 class Subscription:
     """A callback subscription; `close()` stops it (dropping it does not)."""
 
