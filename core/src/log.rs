@@ -782,6 +782,13 @@ impl Log {
         for data in datas {
             match self.apply_one(&mut wtxn, &mut ctx, data) {
                 Ok(a) => out.push(a),
+                // an answer overtaken by another (a second upgrade, a fork): skip it and keep
+                // the rest of the batch
+                Err(
+                    e @ (Error::StaleProof(_) | Error::ForkMismatch { .. } | Error::Conflict(_)),
+                ) => {
+                    err.get_or_insert(e);
+                }
                 Err(e) => {
                     err = Some(e);
                     break;

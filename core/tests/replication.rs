@@ -32,9 +32,12 @@ async fn until_complete(log: &Log, length: u64) {
         .await
         .unwrap_or_else(|_| {
             panic!(
-                "timed out at length {} / contiguous {} (want {length})",
+                "timed out at length {} / contiguous {} (want {length}); {:?} {:?} {:?}",
                 log.length(),
-                log.contiguous_length()
+                log.contiguous_length(),
+                log.replicator(),
+                log.replicator().stats(),
+                log.replicator().peer_stats()
             )
         });
 }

@@ -12,3 +12,17 @@ def test_readme_example():
     assert blocks, "the README has a python example"
     for code in blocks:
         exec(compile(code, str(README), "exec"), {"__name__": "readme"})
+
+
+ROOT_README = pathlib.Path(__file__).resolve().parents[3] / "README.md"
+
+
+def test_root_readme_python_example(tmp_path, monkeypatch):
+    """The Python example in the repository's README (it writes under /tmp/store: run it in a
+    temporary directory by rewriting that path)."""
+    text = ROOT_README.read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert blocks, "the root README has a python example"
+    for code in blocks:
+        code = code.replace('"/tmp/store"', repr(str(tmp_path / "store")))
+        exec(compile(code, str(ROOT_README), "exec"), {"__name__": "readme"})

@@ -549,7 +549,11 @@ impl BlobReader {
                     return Ok((*first, 0));
                 }
                 let (index, offset) = match self.log.seek(byte_offset + pos) {
+                    // a replica missing the nodes, or not yet knowing the length: fetch blocks
                     Err(Error::MissingNode(_)) => {
+                        return self.locate_remote(*first, *end, *byte_offset, pos);
+                    }
+                    Err(Error::OutOfBounds(_)) if !self.log.writable() => {
                         return self.locate_remote(*first, *end, *byte_offset, pos);
                     }
                     other => other?,

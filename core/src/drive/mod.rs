@@ -134,12 +134,13 @@ impl Drive {
             db.set_sparse(true);
             db.set_wait(Some(opts.timeout.unwrap_or(Duration::MAX)));
         }
-        if db.manifest().is_none() || db.length() == 0 {
-            if db.writable() {
+        if db.writable() {
+            if db.manifest().is_none() || db.is_compat() {
                 return Err(Error::InvalidManifest(
                     "a drive needs a manifest-keyed log".into(),
                 ));
             }
+        } else if db.manifest().is_none() || db.length() == 0 {
             db.wait_length(1, opts.timeout);
         }
         let manifest = match db.manifest() {

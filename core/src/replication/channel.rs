@@ -26,6 +26,9 @@ pub(crate) enum Inflight {
     Cancelled(u64),
 }
 
+/// How long without any data from a peer before the watchdog re-registers it.
+const STALL_AFTER: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Cancelled requests remembered (answers to older ones are treated as unknown).
 const MAX_CANCELLED: usize = 4096;
 
@@ -123,6 +126,9 @@ pub(crate) struct Channel {
     unavailable_requests: u32,
     pub(crate) limits: PeerLimits,
     pending_data: Vec<crate::proof::Data>,
+    /// When data last arrived, and when the scheduler was last re-told about this peer.
+    last_arrival: std::time::Instant,
+    last_kick: std::time::Instant,
 }
 
 /// Messages a channel wants sent.
@@ -149,7 +155,44 @@ impl Channel {
             unavailable_requests: 0,
             limits: PeerLimits::default(),
             pending_data: Vec::new(),
+            last_arrival: std::time::Instant::now(),
+            last_kick: std::time::Instant::now(),
         }
+    }
+
+    /// A watchdog against a stalled exchange: when nothing arrived from this peer for
+    /// [`STALL_AFTER`] while this side still lacks blocks, the scheduler forgets the peer's
+    /// in-flight requests and hears its availability again (answers still on the way are
+    /// accepted as they come), so a lost or overtaken answer cannot stop a download.
+    pub(crate) fn tick(&mut self, out: &mut Outbox) {
+        if !self.registered || !self.paired {
+            return;
+        }
+        let now = std::time::Instant::now();
+        let waiting = self
+            .inflight
+            .values()
+            .any(|f| matches!(f, Inflight::Block(..)));
+        let incomplete = self.log.contiguous_length() < self.log.length();
+        if now.duration_since(self.last_arrival) < STALL_AFTER
+            || now.duration_since(self.last_kick) < STALL_AFTER
+            || !(waiting || incomplete)
+        {
+            return;
+        }
+        self.last_kick = now;
+        for f in self.inflight.values_mut() {
+            if let Inflight::Block(b, _) = *f {
+                *f = Inflight::Cancelled(b);
+            }
+        }
+        self.wire_ids.clear();
+        self.replicator.remove_peer(self.peer);
+        self.replicator.add_peer(self.peer, self.wake.clone());
+        for &(a, b) in &self.remote_has.0 {
+            self.replicator.peer_have(self.peer, a, b);
+        }
+        self.pump(out);
     }
 
     fn sync_message(&self) -> Sync {
@@ -336,6 +379,7 @@ impl Channel {
             Message::Request(r) => uploaded = self.serve(r, limits, out)?,
             Message::Cancel(_) => {} // requests are answered as they arrive
             Message::Data(d) => {
+                self.last_arrival = std::time::Instant::now();
                 let what = self.inflight.remove(&d.request);
                 match what {
                     Some(Inflight::Upgrade) => self.upgrade_inflight = false,
@@ -501,6 +545,17 @@ pub(crate) fn apply_data(log: &Log, batch: &[crate::proof::Data], peer: u64) -> 
         return Ok(());
     }
     let (_, err) = log.apply_batch(batch, peer);
+    if err.is_some() {
+        // blocks whose answers were overtaken go back to the scheduler, to be asked again
+        let r = log.replicator();
+        for d in batch {
+            if let Some(b) = &d.block
+                && !log.has(b.index).unwrap_or(false)
+            {
+                r.request_failed_retry(crate::scheduler::PeerId(peer), b.index);
+            }
+        }
+    }
     match err {
         None | Some(Error::StaleProof(_) | Error::ForkMismatch { .. } | Error::Conflict(_)) => {
             Ok(())

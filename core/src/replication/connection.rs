@@ -171,8 +171,8 @@ impl Connection {
     /// [`Log::prioritize`] or [`Log::get_wait`] asks for.
     pub fn replicate(&mut self, log: &Log, sparse: bool) -> Result<()> {
         // a log whose mode its owner already chose (a sparse drive, say) keeps it
-        if !sparse && !log.is_replicating() {
-            log.set_sparse(false);
+        if !sparse {
+            log.replicator().default_whole();
         }
         if self.by_dk.contains_key(&log.discovery_key()) {
             return Ok(());
@@ -219,6 +219,14 @@ impl Connection {
             if c.paired && seen.insert(c.log.discovery_key()) {
                 c.log.replicator().tick();
             }
+        }
+        let ids: Vec<ChannelId> = self.channels.keys().copied().collect();
+        for ch in ids {
+            let mut out = Outbox::new();
+            if let Some(c) = self.channels.get_mut(&ch) {
+                c.tick(&mut out);
+            }
+            self.send_all(ch, out)?;
         }
         self.poll_scheduler()
     }
@@ -328,8 +336,8 @@ impl Connection {
                 };
                 match log {
                     Some(log) => {
-                        if !self.opts.sparse && !log.is_replicating() {
-                            log.set_sparse(false);
+                        if !self.opts.sparse {
+                            log.replicator().default_whole();
                         }
                         self.open_channel(log)?
                     }

@@ -66,7 +66,9 @@ where
 {
     let (commands, rx) = mpsc::unbounded_channel();
     let events = broadcast::channel(1024).0;
-    let task = tokio::spawn(run(conn, stream, logs, rx, events.clone()));
+    // subscribed before the task starts: a log opened right after `spawn` returns is not missed
+    let opened = conn.store().subscribe_opened();
+    let task = tokio::spawn(run(conn, stream, logs, rx, events.clone(), opened));
     ReplicationHandle {
         commands,
         events,
@@ -80,6 +82,7 @@ async fn run<S>(
     logs: Vec<(Log, bool)>,
     mut commands: mpsc::UnboundedReceiver<Command>,
     events: broadcast::Sender<ConnectionEvent>,
+    mut opened: broadcast::Receiver<Hash>,
 ) -> Result<()>
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
@@ -116,7 +119,6 @@ where
         watch(log, &mut watched);
     }
     // logs opened in the store later join this connection (as corestore does)
-    let mut opened = conn.store().subscribe_opened();
     let wake = conn.waker();
     let mut applying: Option<JoinHandle<Result<()>>> = None;
     let mut ticks = tokio::time::interval(crate::scheduler::SchedulerOptions::default().tick);

@@ -36,6 +36,9 @@ pub(crate) enum PeerCommand {
 
 type Callback = Box<dyn FnOnce(Result<()>) + Send>;
 
+/// How far past the verified length a peer's availability claims are believed.
+const AVAILABILITY_SLACK: u64 = 1 << 24;
+
 /// The completion state of one prioritized range.
 struct Signal {
     done: bool,
@@ -57,6 +60,9 @@ struct State {
     whole: Option<RangeHandle>,
     /// Ranges announced to peers with `want` (so peers that join later hear of them too).
     wants: Vec<(u64, u64)>,
+    /// The owner chose sparse or whole ([`Replicator::set_sparse`]); a connection's default no
+    /// longer applies.
+    chosen: bool,
     length: u64,
 }
 
@@ -104,6 +110,7 @@ impl Replicator {
                 signals: HashMap::new(),
                 whole: None,
                 wants: Vec::new(),
+                chosen: false,
                 length,
             }),
             changed: Condvar::new(),
@@ -117,6 +124,18 @@ impl Replicator {
     /// Sparse (`true`): only prioritized ranges are fetched. Not sparse (`false`): the whole
     /// log, live, at priority 0 in linear order with hotswap, besides any prioritized range.
     pub fn set_sparse(&self, sparse: bool) {
+        self.lock().chosen = true;
+        self.apply_sparse(sparse);
+    }
+
+    /// A connection's default (fetch the whole log) for a log whose owner has not chosen.
+    pub(crate) fn default_whole(&self) {
+        if !self.lock().chosen {
+            self.apply_sparse(false);
+        }
+    }
+
+    fn apply_sparse(&self, sparse: bool) {
         let mut s = self.lock();
         let now = s.origin.elapsed();
         match (sparse, s.whole) {
@@ -240,22 +259,44 @@ impl Replicator {
         self.dispatch(s, actions);
     }
 
-    /// The peer announced blocks `[start, end)`.
+    /// The peer announced blocks `[start, end)`. Claims far past the verified length are cut
+    /// (nothing there can be requested yet, and a hostile peer must not make this side allocate
+    /// a bitfield for 2^60 blocks); peers announce again as logs grow.
     pub(crate) fn peer_have(&self, peer: PeerId, start: u64, end: u64) {
-        self.peer_event(Event::PeerHave {
-            peer,
-            start,
-            length: end.saturating_sub(start),
-        });
+        let mut s = self.lock();
+        let end = end.min(s.length.saturating_add(AVAILABILITY_SLACK));
+        if start >= end {
+            return;
+        }
+        let now = s.origin.elapsed();
+        let actions = s.sched.handle(
+            now,
+            Event::PeerHave {
+                peer,
+                start,
+                length: end - start,
+            },
+        );
+        self.dispatch(s, actions);
     }
 
-    /// The peer dropped blocks `[start, end)`.
+    /// The peer dropped blocks `[start, end)` (cut as in [`Replicator::peer_have`]).
     pub(crate) fn peer_dropped(&self, peer: PeerId, start: u64, end: u64) {
-        self.peer_event(Event::PeerDropped {
-            peer,
-            start,
-            length: end.saturating_sub(start),
-        });
+        let mut s = self.lock();
+        let end = end.min(s.length.saturating_add(AVAILABILITY_SLACK));
+        if start >= end {
+            return;
+        }
+        let now = s.origin.elapsed();
+        let actions = s.sched.handle(
+            now,
+            Event::PeerDropped {
+                peer,
+                start,
+                length: end - start,
+            },
+        );
+        self.dispatch(s, actions);
     }
 
     /// A request failed (`noData`, or it could not be sent).
@@ -269,6 +310,15 @@ impl Replicator {
             peer,
             block,
             reason,
+        });
+    }
+
+    /// An answer was overtaken (a stale proof): the block may be asked again.
+    pub(crate) fn request_failed_retry(&self, peer: PeerId, block: u64) {
+        self.peer_event(Event::RequestFailed {
+            peer,
+            block,
+            reason: Failure::Retry,
         });
     }
 
@@ -638,7 +688,7 @@ impl crate::log::Log {
     /// [`Log::get_wait`] for `async` callers (the wait does not block the executor).
     pub async fn get_async(&self, index: u64, timeout: Option<Duration>) -> Result<Vec<u8>> {
         match self.get_local(index) {
-            Err(Error::NotAvailable(_)) if !self.writable() => {}
+            Err(Error::NotAvailable(_) | Error::OutOfBounds(_)) if !self.writable() => {}
             other => return other,
         }
         let handle = self.prioritize(Prioritize::get(index));

@@ -233,6 +233,8 @@ pub enum Failure {
     /// Any other failure (invalid data, protocol error): the block is avoided at that peer
     /// until its next arrival.
     Error,
+    /// The answer was overtaken (a stale proof): the block may be asked again, of any peer.
+    Retry,
 }
 
 /// An input to the planner.

@@ -352,6 +352,7 @@ impl Scheduler {
                         Failure::Error => {
                             p.avoid.insert(block);
                         }
+                        Failure::Retry => {}
                     }
                 }
             }
