@@ -111,7 +111,6 @@ impl StoreState {
     /// A log opened through this store: its events join the store's.
     pub fn adopt_log(self: &Arc<Self>, log: dat_core::Log) -> Result<Log> {
         self.hub.watch_log(&log)?;
-        self.announce(&log);
         Ok(Log::new(self.clone(), log))
     }
 
@@ -119,22 +118,8 @@ impl StoreState {
     pub fn adopt_drive(self: &Arc<Self>, drive: CoreDrive) -> Result<Drive> {
         for log in [drive.metadata_log(), drive.content_log()] {
             self.hub.watch_log(log)?;
-            self.announce(log);
         }
         Ok(Drive::new(self.clone(), drive))
-    }
-
-    /// Replicates `log` on the store's connections now. (The core's connections also pick up
-    /// logs opened later by themselves, but a log opened right after `connect()` returns can be
-    /// missed: the connection task subscribes to opened logs only once it runs.) Idempotent; a
-    /// log keeps the mode (sparse or not) it was opened with.
-    pub fn announce(&self, log: &dat_core::Log) {
-        let conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());
-        for c in conns.iter() {
-            if let Some(h) = c.handle.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-                h.replicate(log, true);
-            }
-        }
     }
 
     fn add_connection(&self, handle: ReplicationHandle) -> Result<Arc<ConnInner>> {
@@ -276,18 +261,13 @@ impl Store {
         let store = self.state.store()?;
         let key = key.map(key_arg).transpose()?;
         let timeout = runtime::timeout_arg(timeout)?;
-        let state = self.state.clone();
         let drive = py.detach(move || match (name, key) {
             (Some(_), Some(_)) => Err(dat_core::Error::InvalidArgument(
                 "pass a name or a key, not both".into(),
             )),
             (Some(name), None) => CoreDrive::create_named(&store, &name),
-            (None, Some(key)) => {
-                // on the connections before the drive waits for its first version
-                let db = store.open_log(&key, None)?;
-                state.announce(&db);
-                CoreDrive::open(&store, &key, DriveOptions { sparse, timeout })
-            }
+            // (the store's connections pick the drive's logs up as they open)
+            (None, Some(key)) => CoreDrive::open(&store, &key, DriveOptions { sparse, timeout }),
             (None, None) => CoreDrive::create(&store),
         })?;
         self.state.adopt_drive(drive)

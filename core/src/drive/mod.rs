@@ -43,7 +43,6 @@ use crate::blobs::{BlobId, Blobs, Chunking, DedupReport, WriteOptions};
 use crate::crypto::Hash;
 use crate::error::{Error, Result};
 use crate::log::Log;
-use crate::manifest::Manifest;
 use crate::store::{DEFAULT_NAMESPACE, Store};
 
 /// How a drive is opened.
@@ -687,9 +686,4 @@ impl std::io::Write for FileWriter {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
-}
-
-/// Re-exported for the content manifest of a drive key.
-pub fn content_manifest(db_key: &Hash, db_manifest: &Manifest) -> Manifest {
-    keys::content_manifest(db_key, db_manifest)
 }

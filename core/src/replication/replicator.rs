@@ -263,39 +263,30 @@ impl Replicator {
     /// (nothing there can be requested yet, and a hostile peer must not make this side allocate
     /// a bitfield for 2^60 blocks); peers announce again as logs grow.
     pub(crate) fn peer_have(&self, peer: PeerId, start: u64, end: u64) {
-        let mut s = self.lock();
-        let end = end.min(s.length.saturating_add(AVAILABILITY_SLACK));
-        if start >= end {
-            return;
-        }
-        let now = s.origin.elapsed();
-        let actions = s.sched.handle(
-            now,
-            Event::PeerHave {
-                peer,
-                start,
-                length: end - start,
-            },
-        );
-        self.dispatch(s, actions);
+        self.availability(start, end, |start, length| Event::PeerHave {
+            peer,
+            start,
+            length,
+        });
     }
 
     /// The peer dropped blocks `[start, end)` (cut as in [`Replicator::peer_have`]).
     pub(crate) fn peer_dropped(&self, peer: PeerId, start: u64, end: u64) {
+        self.availability(start, end, |start, length| Event::PeerDropped {
+            peer,
+            start,
+            length,
+        });
+    }
+
+    fn availability(&self, start: u64, end: u64, event: impl FnOnce(u64, u64) -> Event) {
         let mut s = self.lock();
         let end = end.min(s.length.saturating_add(AVAILABILITY_SLACK));
         if start >= end {
             return;
         }
         let now = s.origin.elapsed();
-        let actions = s.sched.handle(
-            now,
-            Event::PeerDropped {
-                peer,
-                start,
-                length: end - start,
-            },
-        );
+        let actions = s.sched.handle(now, event(start, end - start));
         self.dispatch(s, actions);
     }
 
