@@ -509,24 +509,7 @@ impl Log {
             .unwrap_or_else(poisoned)
             .verifier
             .sign(kp, &tree_hash, length, fork)?;
-        self.storage()
-            .block_delete_range(&mut txn, id, length, old.length)?;
-        let head = 2 * length;
-        self.storage()
-            .node_delete_range(&mut txn, id, head, 2 * old.length)?;
-        if length > 0 {
-            // parents that span the cut
-            let mut ite = Iter::new(head - 2);
-            for _ in 0..64 {
-                if ite.contains(head) && ite.index < head {
-                    self.storage().node_delete(&mut txn, id, ite.index)?;
-                }
-                if ite.offset == 0 {
-                    break;
-                }
-                ite.parent();
-            }
-        }
+        self.cut(&mut txn, length, old.length)?;
         self.storage()
             .head_put(&mut txn, id, &head_record(&next, tree_hash))?;
         txn.commit()?;
@@ -543,8 +526,34 @@ impl Log {
         Ok(())
     }
 
+    /// Removes the blocks `length..old_length` and every tree node that covers any of them.
+    fn cut(&self, txn: &mut RwTxn<'_>, length: u64, old_length: u64) -> Result<()> {
+        let id = self.inner.id;
+        self.storage()
+            .block_delete_range(txn, id, length, old_length)?;
+        let head = 2 * length;
+        self.storage()
+            .node_delete_range(txn, id, head, 2 * old_length.max(length))?;
+        if length > 0 {
+            // parents that span the cut
+            let mut ite = Iter::new(head - 2);
+            for _ in 0..64 {
+                if ite.contains(head) && ite.index < head {
+                    self.storage().node_delete(txn, id, ite.index)?;
+                }
+                if ite.offset == 0 {
+                    break;
+                }
+                ite.parent();
+            }
+        }
+        Ok(())
+    }
+
     /// Drops the stored bytes of blocks `start..end` (the tree stays, so they can be fetched and
-    /// verified again). Returns how many blocks were removed.
+    /// verified again). Returns how many blocks were removed. A later [`Log::get_wait`], a new
+    /// [`Log::prioritize`] or a live range (a non-sparse log's whole-log range) downloads them
+    /// again; a range already reported done does not.
     pub fn clear(&self, start: u64, end: u64) -> Result<u64> {
         let _w = self.lock_writes();
         let end = end.min(self.length());
@@ -559,6 +568,10 @@ impl Log {
         self.inner
             .contiguous
             .fetch_min(start, std::sync::atomic::Ordering::AcqRel);
+        // a read or a live range that wants these blocks again fetches them
+        if let Some(r) = self.inner.replicator.get() {
+            r.on_local_lost(start, end);
+        }
         self.emit(LogEvent::Clear { start, end });
         Ok(n as u64)
     }
@@ -640,6 +653,54 @@ impl Log {
         }
         let txn = self.storage().read()?;
         self.get_in(&txn, index)
+    }
+
+    /// Reads the stored blocks `start..end`, stopping after the block that reaches `max_bytes`
+    /// (at least one block), in one read transaction, checking them against the tree several per
+    /// SIMD pass. Never waits: a block not stored here is [`Error::NotAvailable`].
+    pub fn get_range_local(&self, start: u64, end: u64, max_bytes: usize) -> Result<Vec<Vec<u8>>> {
+        let length = self.length();
+        let end = end.min(length);
+        if start >= end {
+            return Err(Error::OutOfBounds(format!(
+                "blocks {start}..{end} of a log with {length} blocks"
+            )));
+        }
+        let txn = self.storage().read()?;
+        let id = self.inner.id;
+        let (mut blocks, mut nodes, mut total) = (Vec::new(), Vec::new(), 0usize);
+        for index in start..end {
+            let data = self
+                .storage()
+                .block_get(&txn, id, index)?
+                .ok_or(Error::NotAvailable(index))?;
+            let node = self
+                .storage()
+                .node_get(&txn, id, 2 * index)?
+                .ok_or_else(|| {
+                    Error::Corrupt(format!(
+                        "log {}: block {index} is stored but its tree node is missing",
+                        self.dk_hex()
+                    ))
+                })?;
+            total += data.len();
+            blocks.push(data);
+            nodes.push(node);
+            if total >= max_bytes {
+                break;
+            }
+        }
+        let hashes = crypto::leaf_hashes_simd(&blocks);
+        for (k, (node, hash)) in nodes.iter().zip(&hashes).enumerate() {
+            if node.size != blocks[k].len() as u64 || node.hash != *hash {
+                return Err(Error::Corrupt(format!(
+                    "log {}: the stored bytes of block {} do not match its hash",
+                    self.dk_hex(),
+                    start + k as u64
+                )));
+            }
+        }
+        Ok(blocks.iter().map(|b| b.to_vec()).collect())
     }
 
     fn get_in(&self, txn: &ReadTxn<'_>, index: u64) -> Result<Vec<u8>> {
@@ -771,16 +832,24 @@ impl Log {
                 manifest_learned: false,
                 upgraded: false,
                 downloads: Vec::new(),
+                reorg: None,
             }
         };
         let mut wtxn = match self.storage().write() {
             Ok(t) => t,
             Err(e) => return (Vec::new(), Some(e)),
         };
+        // every block's leaf hash at once, several per SIMD pass
+        let values: Vec<&[u8]> = datas
+            .iter()
+            .filter_map(|d| d.block.as_ref().map(|b| b.value.as_slice()))
+            .collect();
+        let mut leaves = crypto::leaf_hashes_simd(&values).into_iter();
         let mut out = Vec::new();
         let mut err = None;
         for data in datas {
-            match self.apply_one(&mut wtxn, &mut ctx, data) {
+            let leaf = data.block.as_ref().and_then(|_| leaves.next());
+            match self.apply_one(&mut wtxn, &mut ctx, data, leaf) {
                 Ok(a) => out.push(a),
                 // an answer overtaken by another (a second upgrade, a fork): skip it and keep
                 // the rest of the batch
@@ -807,9 +876,27 @@ impl Log {
                 manifest_known: true,
             };
         }
+        let reorg = ctx.reorg;
         if ctx.upgraded {
             let (length, byte_length) = (ctx.state.length, ctx.state.byte_length);
             *self.inner.state.write().unwrap_or_else(poisoned) = ctx.state;
+            if let Some(r) = reorg {
+                self.inner
+                    .truncations
+                    .write()
+                    .unwrap_or_else(poisoned)
+                    .push((r.fork, r.ancestor));
+                self.inner
+                    .contiguous
+                    .fetch_min(r.ancestor, std::sync::atomic::Ordering::AcqRel);
+                if let Some(rep) = self.inner.replicator.get() {
+                    rep.on_truncated(r.ancestor, r.old_length);
+                }
+                self.emit(LogEvent::Truncate {
+                    length: r.ancestor,
+                    fork: r.fork,
+                });
+            }
             self.emit(LogEvent::Append {
                 length,
                 byte_length,
@@ -831,13 +918,26 @@ impl Log {
         (out, err)
     }
 
-    fn apply_one(&self, wtxn: &mut RwTxn<'_>, ctx: &mut ApplyCtx, data: &Data) -> Result<Applied> {
+    fn apply_one(
+        &self,
+        wtxn: &mut RwTxn<'_>,
+        ctx: &mut ApplyCtx,
+        data: &Data,
+        leaf: Option<Hash>,
+    ) -> Result<Applied> {
         let mut state = ctx.state.clone();
         if data.fork != state.fork {
             // An empty log has nothing to reconcile: it takes the fork of the first signed upgrade
             // (the signature covers the fork). Otherwise forks are resolved by replication.
             if state.length == 0 && data.upgrade.as_ref().is_some_and(|u| u.start == 0) {
                 state.fork = data.fork;
+            } else if data.fork > state.fork
+                && data.upgrade.as_ref().is_some_and(|u| u.start == 0)
+                && data.block.is_none()
+                && data.hash.is_none()
+                && data.seek.is_none()
+            {
+                return self.apply_reorg(wtxn, ctx, data);
             } else {
                 return Err(Error::ForkMismatch {
                     local: state.fork,
@@ -856,7 +956,7 @@ impl Log {
             _ => ctx.verifier.clone(),
         };
         let prologue = verifier.manifest().prologue.clone();
-        let verified = proof::verify(&state, data, prologue.as_ref())?;
+        let verified = proof::verify_hashed(&state, data, prologue.as_ref(), leaf)?;
         let id = self.inner.id;
         {
             let reader = TxnNodes {
@@ -943,6 +1043,71 @@ impl Log {
     }
 }
 
+impl Log {
+    /// The writer rewrote history: `data` is a signed upgrade from length 0 on a newer fork.
+    /// Keeps the longest prefix of local blocks whose subtrees the new tree's roots still cover
+    /// with the same hashes (the common ancestor, to a root's granularity), drops the rest and
+    /// moves to the new signed state; the dropped blocks are downloaded again on the new fork.
+    fn apply_reorg(
+        &self,
+        wtxn: &mut RwTxn<'_>,
+        ctx: &mut ApplyCtx,
+        data: &Data,
+    ) -> Result<Applied> {
+        let verified = proof::verify_fully_remote(&ctx.verifier, data)?;
+        let tree = verified.tree;
+        let old = ctx.state.clone();
+        let id = self.inner.id;
+        let mut ancestor = 0;
+        {
+            let reader = TxnNodes {
+                storage: self.storage(),
+                txn: wtxn,
+                id,
+            };
+            for r in &tree.roots {
+                let end = flat_tree::right_span(r.index) / 2 + 1;
+                if end > old.length {
+                    break;
+                }
+                match reader.node(r.index)? {
+                    Some(n) if n.hash == r.hash && n.size == r.size => ancestor = end,
+                    _ => break,
+                }
+            }
+        }
+        self.cut(wtxn, ancestor, old.length)?;
+        for n in &verified.nodes {
+            if flat_tree::right_span(n.index) < 2 * tree.length {
+                self.storage().node_put(wtxn, id, n)?;
+            }
+        }
+        self.storage()
+            .head_put(wtxn, id, &head_record(&tree, tree.hash()))?;
+        let length = tree.length;
+        ctx.reorg = Some(Reorg {
+            fork: tree.fork,
+            ancestor,
+            old_length: old.length,
+        });
+        ctx.state = tree;
+        ctx.upgraded = true;
+        Ok(Applied {
+            upgraded_to: Some(length),
+            block: None,
+        })
+    }
+}
+
+/// A move to a newer fork made while applying proofs.
+#[derive(Debug, Clone, Copy)]
+struct Reorg {
+    fork: u64,
+    /// Blocks kept (below this every block is the same on both forks).
+    ancestor: u64,
+    old_length: u64,
+}
+
 /// What a batch of applied proofs has changed so far (committed only at the end).
 struct ApplyCtx {
     state: TreeState,
@@ -952,6 +1117,7 @@ struct ApplyCtx {
     manifest_learned: bool,
     upgraded: bool,
     downloads: Vec<(u64, u64)>,
+    reorg: Option<Reorg>,
 }
 
 /// Events buffered per subscriber before a slow one starts missing them (it then sees `Lagged`).

@@ -705,7 +705,11 @@ fn chain(start: Node, mut ite: Iter, q: &mut NodeQueue<'_>, nodes: &mut Vec<Node
 type Untrusted<'a> = (u64, Option<&'a [u8]>, &'a [Node]);
 
 /// Rebuilds the block/hash/seek part of a proof up to its top node.
-fn verify_tree(data: &Data, nodes: &mut Vec<Node>) -> Result<Option<Node>> {
+fn verify_tree(
+    data: &Data,
+    leaf: Option<crate::crypto::Hash>,
+    nodes: &mut Vec<Node>,
+) -> Result<Option<Node>> {
     let untrusted: Option<Untrusted<'_>> = if let Some(b) = &data.block {
         let index = b
             .index
@@ -738,9 +742,10 @@ fn verify_tree(data: &Data, nodes: &mut Vec<Node>) -> Result<Option<Node>> {
     }
     let ite = Iter::new(index);
     let mut q = NodeQueue::new(proof_nodes, root);
-    let first = match value {
-        Some(v) => Node::leaf(index, v),
-        None => q.shift(ite.index)?,
+    let first = match (value, leaf) {
+        (Some(v), Some(h)) => Node::new(index, v.len() as u64, h),
+        (Some(v), None) => Node::leaf(index, v),
+        (None, _) => q.shift(ite.index)?,
     };
     Ok(Some(chain(first, ite, &mut q, nodes)?))
 }
@@ -901,9 +906,20 @@ pub fn verify(
     data: &Data,
     prologue: Option<&crate::manifest::Prologue>,
 ) -> Result<VerifiedProof> {
+    verify_hashed(state, data, prologue, None)
+}
+
+/// [`verify`] with the block's leaf hash already computed (`crypto::leaf_hash` of the block's
+/// value: callers hash many blocks at once with [`crate::crypto::leaf_hashes_simd`]).
+pub(crate) fn verify_hashed(
+    state: &TreeState,
+    data: &Data,
+    prologue: Option<&crate::manifest::Prologue>,
+    leaf: Option<crate::crypto::Hash>,
+) -> Result<VerifiedProof> {
     check_nodes(data)?;
     let mut nodes = Vec::new();
-    let mut unverified = verify_tree(data, &mut nodes)?;
+    let mut unverified = verify_tree(data, leaf, &mut nodes)?;
     let mut tree = state.clone();
     let mut upgraded = false;
     if let Some(up) = &data.upgrade {

@@ -153,6 +153,85 @@ async fn js_writer_to_libdat_reader_two_logs_and_live_append() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_libdat_reader_follows_a_js_writer_that_truncates_onto_a_new_fork() {
+    let Some(mut js) = JsPeer::spawn(&["writer", "--seed", "9", "--blocks", "120"]) else {
+        return;
+    };
+    let hello = js.line().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let log = store.open_log(&key(&hello["keys"][0]), None).unwrap();
+    let addr = format!("127.0.0.1:{}", hello["port"]);
+    let conn = driver::connect(&store, &addr, ConnectionOptions::default())
+        .await
+        .unwrap();
+    until(&log, |l| l.length() == 120 && l.contiguous_length() == 120).await;
+
+    let r = js.command("truncate 0 70 one two three").await;
+    assert_eq!(
+        (r["length"].as_u64(), r["fork"].as_u64()),
+        (Some(73), Some(1))
+    );
+    until(&log, |l| {
+        l.fork() == 1 && l.length() == 73 && l.contiguous_length() == 73
+    })
+    .await;
+    for i in 0..70 {
+        assert_eq!(log.get(i).unwrap(), js_block(9, i), "block {i}");
+    }
+    assert_eq!(log.get(70).unwrap(), b"one");
+    assert_eq!(log.get(72).unwrap(), b"three");
+    // and it keeps following: a live append on the new fork
+    let r = js.command("append 0 after-the-fork").await;
+    assert_eq!(r["length"], 74);
+    until(&log, |l| l.contiguous_length() == 74).await;
+    assert_eq!(log.get(73).unwrap(), b"after-the-fork");
+    conn.close().await.unwrap();
+    js.finish();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_js_reader_follows_a_libdat_writer_that_truncates_onto_a_new_fork() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let log = store.create_log(LogOptions::default()).unwrap();
+    let old: Vec<Vec<u8>> = (0..120).map(|i| js_block(3, i)).collect();
+    log.append_batch(&old).unwrap();
+    let mut server = driver::listen(&store, "127.0.0.1:0", ConnectionOptions::default())
+        .await
+        .unwrap();
+    let port = server.local_addr().port().to_string();
+    let Some(mut js) =
+        JsPeer::spawn(&["reader", "--port", &port, "--key", &hex::encode(log.key())])
+    else {
+        return;
+    };
+    let served = server.accept().await.unwrap();
+    let result = js.line().await;
+    assert_eq!(result["logs"][0]["contiguous"], 120);
+
+    log.truncate(70).unwrap();
+    log.append_batch(&[b"one".as_slice(), b"two", b"three"])
+        .unwrap();
+    let r = js.command("fork 0 1 73").await;
+    assert_eq!(
+        (r["fork"].as_u64(), r["length"].as_u64()),
+        (Some(1), Some(73))
+    );
+    for i in 0..73u64 {
+        let want = log.get(i).unwrap();
+        assert_eq!(
+            r["blocks"][i as usize],
+            hex::encode(Sha256::digest(&want)).as_str(),
+            "block {i}"
+        );
+    }
+    js.finish();
+    served.join().await.unwrap();
+    server.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn libdat_sparse_reader_of_a_js_compat_writer_fetches_a_range() {
     let Some(js) = JsPeer::spawn(&["writer", "--seed", "9", "--blocks", "600", "--compat"]) else {
         return;

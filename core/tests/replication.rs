@@ -245,3 +245,87 @@ async fn one_scheduler_spreads_a_log_over_two_peers_and_a_get_jumps_the_queue() 
         h.join().await.unwrap();
     }
 }
+
+/// Waits until `cond` holds, re-checking on every event of `log` (bounded by a timeout).
+async fn until(log: &Log, what: &str, cond: impl Fn() -> bool) {
+    let mut events = log.subscribe();
+    let wait = async {
+        while !cond() {
+            match tokio::time::timeout(Duration::from_millis(200), events.recv()).await {
+                Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+                Ok(Err(e)) => panic!("event stream ended: {e}"),
+                Err(_) => {} // re-check: the condition may not come with an event of this log
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), wait)
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "timed out waiting for {what}: length {} / contiguous {} / fork {}; {:?}",
+                log.length(),
+                log.contiguous_length(),
+                log.fork(),
+                log.replicator().stats()
+            )
+        });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_follows_the_writer_onto_a_new_fork_and_downloads_the_rewritten_blocks() {
+    let (wd, rd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (wstore, wlog) = writer_with(wd.path(), 100);
+    let rstore = Store::open(rd.path()).unwrap();
+    let rlog = rstore.open_log(&wlog.key(), None).unwrap();
+    let (wh, rh) = pipe(&wstore, &wlog, false, &rstore, &rlog, false);
+    until_complete(&rlog, 100).await;
+
+    // the writer rewrites history from block 50 on: a new fork with other bytes there
+    wlog.truncate(50).unwrap();
+    let rewritten: Vec<Vec<u8>> = (0..30)
+        .map(|i| format!("fork 1 block {i}").into_bytes())
+        .collect();
+    wlog.append_batch(&rewritten).unwrap();
+    until(&rlog, "the new fork", || {
+        rlog.fork() == 1 && rlog.length() == 80 && rlog.contiguous_length() == 80
+    })
+    .await;
+    assert_eq!(rlog.tree_hash(None).unwrap(), wlog.tree_hash(None).unwrap());
+    for i in 0..80u64 {
+        assert_eq!(
+            rlog.get_local(i).unwrap(),
+            wlog.get(i).unwrap(),
+            "block {i}"
+        );
+    }
+    wh.close().await.unwrap();
+    rh.join().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cleared_block_is_downloaded_again_when_read() {
+    let (wd, rd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (wstore, wlog) = writer_with(wd.path(), 60);
+    let rstore = Store::open(rd.path()).unwrap();
+    let rlog = rstore.open_log(&wlog.key(), None).unwrap();
+    let (wh, rh) = pipe(&wstore, &wlog, false, &rstore, &rlog, true);
+    let range = rlog.prioritize(dat_core::scheduler::Prioritize::range(0, 60));
+    tokio::task::spawn_blocking(move || range.wait(Some(Duration::from_secs(30))))
+        .await
+        .unwrap()
+        .unwrap();
+
+    rlog.clear(10, 20).unwrap();
+    assert!(matches!(
+        rlog.get_local(15),
+        Err(dat_core::Error::NotAvailable(15))
+    ));
+    let l = rlog.clone();
+    let got = tokio::task::spawn_blocking(move || l.get_wait(15, Some(Duration::from_secs(20))))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, wlog.get(15).unwrap());
+    wh.close().await.unwrap();
+    rh.join().await.unwrap();
+}

@@ -110,6 +110,58 @@ fn bisect_order_is_midpoint_first() {
 }
 
 #[test]
+fn cleared_blocks_are_wanted_again_by_unfinished_ranges_only() {
+    let mut local = Bitfield::new();
+    for b in 0..100 {
+        local.set(b, true);
+    }
+    let mut s = Scheduler::new(sparse(3), 100, local);
+    let (done, a) = s.prioritize(Duration::ZERO, Prioritize::range(0, 50));
+    assert!(
+        a.iter()
+            .any(|x| matches!(x, Action::RangeDone { handle } if *handle == done)),
+        "a range over local blocks is done at once"
+    );
+    let (live, _) = s.prioritize(Duration::ZERO, Prioritize::live(60));
+    assert!(requests(&add_peer(&mut s, MS, 1, 100)).is_empty());
+
+    let a = s.handle(
+        2 * MS,
+        Event::LocalLost {
+            start: 10,
+            length: 5,
+        },
+    );
+    checked(&s);
+    assert!(requests(&a).is_empty(), "the done range stays done: {a:?}");
+    let a = s.handle(
+        3 * MS,
+        Event::LocalLost {
+            start: 70,
+            length: 3,
+        },
+    );
+    checked(&s);
+    let mut got: Vec<u64> = requests(&a).into_iter().map(|(_, b)| b).collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![70, 71, 72],
+        "the live range fetches its cleared blocks"
+    );
+    let _ = live;
+    let (_again, a) = s.prioritize(4 * MS, Prioritize::range(10, 15));
+    checked(&s);
+    // the peer's depth (4) has one free slot left by the live range's three requests
+    let got: Vec<u64> = requests(&a).into_iter().map(|(_, b)| b).collect();
+    assert_eq!(got.len(), 1, "{a:?}");
+    assert!(
+        (10..15).contains(&got[0]),
+        "a new range fetches them: {got:?}"
+    );
+}
+
+#[test]
 fn bisect_range_requests_midpoints_first() {
     let mut s = Scheduler::new(sparse(1), 1024, Bitfield::new());
     let (_h, _) = s.prioritize(
@@ -432,6 +484,8 @@ mod prop {
         Advance(u64),
         Grow(u64),
         LocalHave(u64, u64),
+        LocalLost(u64, u64),
+        Truncate(u64),
         PeerHave(u64, u64, u64),
         PeerDrop(u64, u64, u64),
     }
@@ -462,6 +516,8 @@ mod prop {
             (1u64..3000).prop_map(Op::Advance),
             (1u64..20).prop_map(Op::Grow),
             (0u64..120, 1u64..10).prop_map(|(s, l)| Op::LocalHave(s, l)),
+            (0u64..120, 1u64..10).prop_map(|(s, l)| Op::LocalLost(s, l)),
+            (0u64..120).prop_map(Op::Truncate),
             (0u64..5, 0u64..120, 1u64..30).prop_map(|(p, s, l)| Op::PeerHave(p, s, l)),
             (0u64..5, 0u64..120, 1u64..10).prop_map(|(p, s, l)| Op::PeerDrop(p, s, l)),
         ]
@@ -528,6 +584,16 @@ mod prop {
                         s.handle(now, Event::LengthGrew { length })
                     }
                     Op::LocalHave(st, l) => s.handle(now, Event::LocalHave { start: st, length: l }),
+                    Op::LocalLost(st, l) => s.handle(now, Event::LocalLost { start: st, length: l }),
+                    Op::Truncate(n) => {
+                        let old = length;
+                        length = length.min(n);
+                        let mut a = s.handle(now, Event::Truncated { length });
+                        if old > length {
+                            a.extend(s.handle(now, Event::LocalLost { start: length, length: old - length }));
+                        }
+                        a
+                    }
                     Op::PeerHave(p, st, l) => s.handle(now, Event::PeerHave { peer: PeerId(p), start: st, length: l }),
                     Op::PeerDrop(p, st, l) => s.handle(now, Event::PeerDropped { peer: PeerId(p), start: st, length: l }),
                 };

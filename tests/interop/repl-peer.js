@@ -71,6 +71,13 @@ async function writer () {
       await core.append(b4a.from(rest.join(' ')))
       return { length: core.length }
     }
+    if (cmd === 'truncate') {
+      // truncate <core> <length> <word>...: a new fork, then one new block per word
+      const core = cores[Number(a)]
+      await core.truncate(Number(rest[0]))
+      if (rest.length > 1) await core.append(rest.slice(1).map((w) => b4a.from(w)))
+      return { length: core.length, fork: core.fork }
+    }
   })
   server.close()
   for (const c of cores) await c.close()
@@ -104,13 +111,26 @@ async function reader () {
     result.push({ length: core.length, contiguous, held, blocks })
   }
   out({ logs: result })
-  await commands(async ([cmd, a, b]) => {
+  await commands(async ([cmd, a, b, ...rest]) => {
     if (cmd === 'wait') {
       const core = cores[Number(a)]
       const want = Number(b)
       while (core.length < want) await new Promise((resolve) => core.once('append', resolve))
       const block = await core.get(want - 1)
       return { length: core.length, last: b4a.toString(block) }
+    }
+    if (cmd === 'fork') {
+      // fork <core> <fork> <length>: waits until the log is on that fork with that length,
+      // then reads every block
+      const core = cores[Number(a)]
+      const want = Number(b)
+      const length = Number(rest[0])
+      while (core.fork < want || core.length < length) {
+        await new Promise((resolve) => { core.once('truncate', resolve); core.once('append', resolve) })
+      }
+      const blocks = []
+      for (let i = 0; i < core.length; i++) blocks.push(sha(await core.get(i)))
+      return { fork: core.fork, length: core.length, blocks }
     }
   })
   socket.destroy()

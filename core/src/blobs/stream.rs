@@ -423,7 +423,16 @@ pub struct BlobReader {
     size: u64,
     pos: u64,
     current: Option<Current>,
+    /// Blocks read ahead (plain blobs read sequentially), the first one at `ahead_slot`.
+    ahead: std::collections::VecDeque<Vec<u8>>,
+    ahead_slot: u64,
+    /// Consecutive loads that continued from the end of the previous block.
+    streak: u32,
 }
+
+/// What a sequential reader reads ahead, once it has moved on to a second consecutive block.
+const READ_AHEAD_BLOCKS: u64 = 64;
+const READ_AHEAD_BYTES: usize = 1 << 20;
 
 impl BlobReader {
     pub(super) fn open(log: Log, id: &BlobId, map: Option<BlockMap>) -> Result<BlobReader> {
@@ -462,6 +471,9 @@ impl BlobReader {
             size,
             pos: 0,
             current: None,
+            ahead: std::collections::VecDeque::new(),
+            ahead_slot: 0,
+            streak: 0,
         })
     }
 
@@ -619,7 +631,29 @@ impl BlobReader {
                         self.size
                     )));
                 }
-                let data = self.log.get(slot)?;
+                let data = match self.ahead.front() {
+                    Some(_) if self.ahead_slot == slot => {
+                        self.ahead_slot += 1;
+                        self.ahead.pop_front().expect("front checked")
+                    }
+                    _ => {
+                        self.ahead.clear();
+                        let stop = slot.saturating_add(READ_AHEAD_BLOCKS).min(*end);
+                        let batch = (self.streak > 0 && stop > slot + 1)
+                            .then(|| self.log.get_range_local(slot, stop, READ_AHEAD_BYTES).ok())
+                            .flatten();
+                        match batch {
+                            Some(blocks) => {
+                                self.ahead = blocks.into();
+                                self.ahead_slot = slot + 1;
+                                self.ahead.pop_front().expect("at least one block")
+                            }
+                            // not every block is here (or one is bad): this one alone, as `get`
+                            // reads it (waiting for it on a remote log)
+                            None => self.log.get(slot)?,
+                        }
+                    }
+                };
                 if start + data.len() as u64 > self.size {
                     return Err(Error::Corrupt(format!(
                         "log block {slot} runs past the end of its blob"
@@ -657,8 +691,14 @@ impl BlobReader {
             }
             // Reading on from the end of the current block needs no seek.
             let (slot, start) = match &self.current {
-                Some(c) if c.start + c.data.len() as u64 == self.pos => (c.slot + 1, self.pos),
-                _ => self.locate(self.pos)?,
+                Some(c) if c.start + c.data.len() as u64 == self.pos => {
+                    self.streak = self.streak.saturating_add(1);
+                    (c.slot + 1, self.pos)
+                }
+                _ => {
+                    self.streak = 0;
+                    self.locate(self.pos)?
+                }
             };
             self.load(slot, start)?;
         }

@@ -267,7 +267,25 @@ impl Channel {
         }
         let (length, fork) = (self.log.length(), self.log.fork());
         let same_fork = remote.fork == fork || length == 0;
-        if same_fork && remote.length > length && !self.upgrade_inflight {
+        // The writer rewrote history (a newer fork): ask for its whole signed state from length
+        // 0; the log keeps what both forks share and downloads the rest again.
+        // (the remote's `can_upgrade` is about upgrading this side on the same fork: the
+        // reference sends false across forks)
+        let reorg = remote.fork > fork && length > 0;
+        if reorg && !self.upgrade_inflight && !self.log.writable() {
+            let id = self.next_request_id();
+            self.upgrade_inflight = true;
+            self.inflight.insert(id, Inflight::Upgrade);
+            out.push(Message::Request(Request {
+                id,
+                fork: remote.fork,
+                upgrade: Some(RequestUpgrade {
+                    start: 0,
+                    length: remote.length,
+                }),
+                ..Default::default()
+            }));
+        } else if same_fork && remote.length > length && !self.upgrade_inflight {
             let id = self.next_request_id();
             self.upgrade_inflight = true;
             self.inflight.insert(id, Inflight::Upgrade);
@@ -369,8 +387,13 @@ impl Channel {
         match msg {
             Message::Sync(s) => {
                 self.remote = Some(s);
-                if s.remote_length != self.log.length()
-                    && self.sent_length != Some((self.log.fork(), self.log.length()))
+                // Answer when the peer is behind on this fork (as the reference does): our
+                // sync tells it how much of its log we acknowledge, which it needs before it
+                // asks us for an upgrade (it may have just moved to our fork).
+                let behind = s.fork == self.log.fork() && s.length < self.log.length();
+                if behind
+                    || (s.remote_length != self.log.length()
+                        && self.sent_length != Some((self.log.fork(), self.log.length())))
                 {
                     self.send_sync(out);
                 }

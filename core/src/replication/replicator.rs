@@ -379,6 +379,39 @@ impl Replicator {
         self.changed.notify_all();
     }
 
+    /// The log moved to a new fork keeping its first `length` blocks (it had `old_length`).
+    pub(crate) fn on_truncated(&self, length: u64, old_length: u64) {
+        let mut s = self.lock();
+        let now = s.origin.elapsed();
+        let mut actions = s.sched.handle(now, Event::Truncated { length });
+        if old_length > length {
+            actions.extend(s.sched.handle(
+                now,
+                Event::LocalLost {
+                    start: length,
+                    length: old_length - length,
+                },
+            ));
+        }
+        s.length = s.length.min(length);
+        self.dispatch(s, actions);
+        self.changed.notify_all();
+    }
+
+    /// Blocks `[start, end)` were cleared locally.
+    pub(crate) fn on_local_lost(&self, start: u64, end: u64) {
+        let mut s = self.lock();
+        let now = s.origin.elapsed();
+        let actions = s.sched.handle(
+            now,
+            Event::LocalLost {
+                start,
+                length: end.saturating_sub(start),
+            },
+        );
+        self.dispatch(s, actions);
+    }
+
     /// Waits (blocking) until the verified length is at least `length`, for at most `timeout`.
     /// Returns the length reached.
     pub fn wait_length(&self, length: u64, timeout: Option<Duration>) -> u64 {

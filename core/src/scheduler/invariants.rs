@@ -196,7 +196,8 @@ impl Scheduler {
             return Err("ranges and priority lists disagree".into());
         }
         for (h, r) in &self.ranges {
-            if r.done {
+            // (a done range stays done when its blocks are cleared later)
+            if r.done && !r.lost_after_done {
                 let e = r.end.unwrap_or(u64::MAX);
                 if self.have.next_unset(r.start) < e {
                     return Err(format!(

@@ -301,6 +301,21 @@ pub enum Event {
         /// Number of blocks.
         length: u64,
     },
+    /// Blocks `[start, start + length)` are no longer local (cleared): they are wanted again by
+    /// every range not yet reported done that covers them (a range already done stays done).
+    LocalLost {
+        /// First block.
+        start: u64,
+        /// Number of blocks.
+        length: u64,
+    },
+    /// The log was truncated to `length` (a new fork): blocks from `length` on are no longer
+    /// local (send [`Event::LocalLost`] for them too) and requests for them are cancelled, as
+    /// they were asked on the old fork; [`Event::LengthGrew`] follows with the new fork's length.
+    Truncated {
+        /// Blocks kept.
+        length: u64,
+    },
     /// The log grew (a verified upgrade); live ranges extend to the new length.
     LengthGrew {
         /// New length.

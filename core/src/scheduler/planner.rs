@@ -143,6 +143,8 @@ pub(crate) struct RangeState {
     /// Bisect: blocks released after the cursor passed them.
     pub(crate) revisit: VecDeque<u64>,
     pub(crate) done: bool,
+    /// Some block of this range was cleared after it was reported done.
+    pub(crate) lost_after_done: bool,
 }
 
 impl RangeState {
@@ -266,6 +268,7 @@ impl Scheduler {
             bisect_n: 0,
             revisit: VecDeque::new(),
             done: false,
+            lost_after_done: false,
         };
         let lo = r.start;
         let hi = r.end.unwrap_or(u64::MAX);
@@ -363,6 +366,30 @@ impl Scheduler {
                     self.mark_local(b, &mut out);
                     b = self.have.next_unset(b + 1);
                 }
+            }
+            Event::LocalLost { start, length } => {
+                let end = start.saturating_add(length);
+                let mut b = self.have.next_set(start);
+                while let Some(i) = b.filter(|&i| i < end) {
+                    self.unmark_local(i);
+                    b = self.have.next_set(i + 1);
+                }
+            }
+            Event::Truncated { length } => {
+                let lost: Vec<u64> = self.inflight.range(length..).map(|(b, _)| *b).collect();
+                for b in lost {
+                    let peers: Vec<PeerId> =
+                        self.inflight[&b].copies.iter().map(|c| c.peer).collect();
+                    for p in peers {
+                        self.remove_copy(b, p, true, &mut out);
+                    }
+                }
+                let mut b = self.have.next_set(length);
+                while let Some(i) = b {
+                    self.unmark_local(i);
+                    b = self.have.next_set(i + 1);
+                }
+                self.length = self.length.min(length);
             }
             Event::LengthGrew { length } => {
                 if length > self.length {
@@ -633,6 +660,22 @@ impl Scheduler {
         }
         self.busy.set(b, true);
         self.finish_local(b, out);
+    }
+
+    /// `b` is no longer local: it is wanted again by the unfinished ranges covering it.
+    fn unmark_local(&mut self, b: u64) {
+        if !self.have.set(b, false) {
+            return;
+        }
+        // a local block is never in flight (busy == have ∪ reserved, disjoint)
+        self.busy.set(b, false);
+        for r in self.ranges.values_mut() {
+            if b >= r.start && r.end.is_none_or(|e| b < e) {
+                r.lost_after_done |= r.done;
+                r.first_missing = r.first_missing.min(b);
+            }
+        }
+        self.on_released(b);
     }
 
     /// `b` was just marked local: cancel its remaining copies, advance ranges.

@@ -337,7 +337,7 @@ impl Scheduler {
     }
 
     /// A block went back to "wanted, not in flight": bisect ranges revisit it.
-    fn on_released(&mut self, b: u64) {
+    pub(crate) fn on_released(&mut self, b: u64) {
         let length = self.length;
         for r in self.ranges.values_mut() {
             if r.order == Order::Bisect
