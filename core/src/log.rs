@@ -833,6 +833,7 @@ impl Log {
                 upgraded: false,
                 downloads: Vec::new(),
                 reorg: None,
+                nodes: std::collections::BTreeMap::new(),
             }
         };
         let mut wtxn = match self.storage().write() {
@@ -866,6 +867,9 @@ impl Log {
         }
         if out.is_empty() {
             return (out, err);
+        }
+        if let Err(e) = self.flush_nodes(&mut wtxn, &mut ctx) {
+            return (Vec::new(), Some(e));
         }
         if let Err(e) = wtxn.commit() {
             return (Vec::new(), Some(e.into()));
@@ -959,10 +963,13 @@ impl Log {
         let verified = proof::verify_hashed(&state, data, prologue.as_ref(), leaf)?;
         let id = self.inner.id;
         {
-            let reader = TxnNodes {
-                storage: self.storage(),
-                txn: wtxn,
-                id,
+            let reader = PendingNodes {
+                pending: &ctx.nodes,
+                stored: TxnNodes {
+                    storage: self.storage(),
+                    txn: wtxn,
+                    id,
+                },
             };
             if let Some(top) = verified.unverified {
                 match reader.node(top.index)? {
@@ -1018,9 +1025,11 @@ impl Log {
             }
             None => None,
         };
+        // stored sorted and once each at the end of the batch (proofs of neighbouring blocks
+        // repeat nodes)
         for n in &verified.nodes {
             if flat_tree::right_span(n.index) < 2 * new_length {
-                self.storage().node_put(wtxn, id, n)?;
+                ctx.nodes.insert(n.index, *n);
             }
         }
         if let (Some(i), Some(b)) = (block, &data.block) {
@@ -1044,6 +1053,14 @@ impl Log {
 }
 
 impl Log {
+    fn flush_nodes(&self, wtxn: &mut RwTxn<'_>, ctx: &mut ApplyCtx) -> Result<()> {
+        if ctx.nodes.is_empty() {
+            return Ok(());
+        }
+        let nodes: Vec<Node> = std::mem::take(&mut ctx.nodes).into_values().collect();
+        self.storage().nodes_put_sorted(wtxn, self.inner.id, &nodes)
+    }
+
     /// The writer rewrote history: `data` is a signed upgrade from length 0 on a newer fork.
     /// Keeps the longest prefix of local blocks whose subtrees the new tree's roots still cover
     /// with the same hashes (the common ancestor, to a root's granularity), drops the rest and
@@ -1058,6 +1075,8 @@ impl Log {
         let tree = verified.tree;
         let old = ctx.state.clone();
         let id = self.inner.id;
+        // what this batch proved so far is stored first, so that the cut applies to it too
+        self.flush_nodes(wtxn, ctx)?;
         let mut ancestor = 0;
         {
             let reader = TxnNodes {
@@ -1118,6 +1137,23 @@ struct ApplyCtx {
     upgraded: bool,
     downloads: Vec<(u64, u64)>,
     reorg: Option<Reorg>,
+    /// Nodes proven by the batch so far, stored (sorted) before it commits.
+    nodes: std::collections::BTreeMap<u64, Node>,
+}
+
+/// The nodes a batch has proven but not stored yet, in front of the stored tree.
+struct PendingNodes<'a, 'b, 't> {
+    pending: &'a std::collections::BTreeMap<u64, Node>,
+    stored: TxnNodes<'b, 't>,
+}
+
+impl NodeReader for PendingNodes<'_, '_, '_> {
+    fn node(&self, index: u64) -> Result<Option<Node>> {
+        match self.pending.get(&index) {
+            Some(n) => Ok(Some(*n)),
+            None => self.stored.node(index),
+        }
+    }
 }
 
 /// Events buffered per subscriber before a slow one starts missing them (it then sees `Lagged`).

@@ -525,7 +525,7 @@ mod prop {
 
     proptest! {
         #![proptest_config(ProptestConfig {
-            cases: 256,
+            cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256),
             failure_persistence: Some(Box::new(proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions"))),
             ..ProptestConfig::default()
         })]

@@ -670,9 +670,10 @@ impl Scheduler {
         // a local block is never in flight (busy == have ∪ reserved, disjoint)
         self.busy.set(b, false);
         for r in self.ranges.values_mut() {
-            if b >= r.start && r.end.is_none_or(|e| b < e) {
-                r.lost_after_done |= r.done;
+            if b >= r.start {
+                // (`first_missing` may run past the range's end)
                 r.first_missing = r.first_missing.min(b);
+                r.lost_after_done |= r.done && r.end.is_none_or(|e| b < e);
             }
         }
         self.on_released(b);
