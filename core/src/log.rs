@@ -700,7 +700,10 @@ impl Log {
                 )));
             }
         }
-        Ok(blocks.iter().map(|b| b.to_vec()).collect())
+        let out = blocks.iter().map(|b| b.to_vec()).collect();
+        drop(txn);
+        self.storage().note_read(total as u64);
+        Ok(out)
     }
 
     fn get_in(&self, txn: &ReadTxn<'_>, index: u64) -> Result<Vec<u8>> {
@@ -723,7 +726,9 @@ impl Log {
                 self.dk_hex()
             )));
         }
-        Ok(data.to_vec())
+        let out = data.to_vec();
+        self.storage().note_read(out.len() as u64);
+        Ok(out)
     }
 
     /// Maps a byte offset to `(block index, offset inside that block)` in O(log n).

@@ -42,7 +42,16 @@ pub(crate) struct Storage {
     /// Indexes kept by the layers above the log (drive file names and history, dedup hashes),
     /// under keys each layer prefixes with its own tag.
     index: Table,
+    /// The environment's data file, and the block bytes read since this process last released
+    /// its mapped pages ([`Storage::note_read`]).
+    data_file: std::path::PathBuf,
+    read_since_release: std::sync::atomic::AtomicU64,
 }
+
+/// Block bytes read, or reads, between two releases of the memory map's pages: what a streaming
+/// reader keeps mapped (and counted in its resident set) on top of what it holds.
+const RELEASE_EVERY: u64 = 8 << 20;
+const RELEASE_EVERY_READS: u64 = 16;
 
 /// What the store knows about one log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -197,7 +206,29 @@ impl Storage {
             nodes,
             blocks,
             index,
+            data_file: path.join("data.mdb"),
+            read_since_release: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// Counts a read of `bytes` of blocks through the memory map; every [`RELEASE_EVERY`] bytes
+    /// or [`RELEASE_EVERY_READS`] reads the process unmaps the pages it read (they stay in the
+    /// page cache; see [`dat_lmdb::release_mapped_pages`]), so streaming through a big log does
+    /// not grow the resident set by the log's size. (Reads are counted too because a kernel with
+    /// large page-cache folios maps a whole folio, often far more than the bytes read.)
+    pub(crate) fn note_read(&self, bytes: u64) {
+        use std::sync::atomic::Ordering;
+        let weight = bytes.max(RELEASE_EVERY / RELEASE_EVERY_READS);
+        let before = self.read_since_release.fetch_add(weight, Ordering::Relaxed);
+        if before + weight >= RELEASE_EVERY
+            && self
+                .read_since_release
+                .compare_exchange(before + weight, 0, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            // best effort: a failure only leaves the pages mapped
+            let _ = dat_lmdb::release_mapped_pages(&self.data_file);
+        }
     }
 
     pub(crate) fn read(&self) -> Result<ReadTxn<'_>> {
@@ -458,6 +489,8 @@ impl Storage {
                 break;
             }
             let run = Run::parse(v).map_err(|e| corrupt(format!("blocks from {first}: {e}")))?;
+            // each run's header is a read of the map (see `note_read`)
+            self.note_read(0);
             end = end.max(first + run.count());
             if end >= to {
                 break;

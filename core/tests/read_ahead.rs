@@ -86,3 +86,56 @@ fn the_blob_reader_reads_ahead_and_falls_back_around_a_cleared_block() {
     let err = r.read_exact(&mut buf).unwrap_err();
     assert!(err.to_string().contains("25"), "{err}");
 }
+
+/// Resident kilobytes of this process's mappings of `file` (from /proc/self/smaps).
+#[cfg(target_os = "linux")]
+fn mapped_rss_kib(file: &std::path::Path) -> u64 {
+    let want = std::fs::canonicalize(file).unwrap();
+    let want = want.to_string_lossy();
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let (mut inside, mut kib) = (false, 0);
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if first.contains('-') && !first.ends_with(':') {
+            inside = line.trim_end().ends_with(want.as_ref());
+        } else if inside && first == "Rss:" {
+            kib += line
+                .split_whitespace()
+                .nth(1)
+                .unwrap()
+                .parse::<u64>()
+                .unwrap();
+        }
+    }
+    kib
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn streaming_a_big_blob_does_not_keep_the_store_mapped() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let blobs = Blobs::new(store.named_log("blobs").unwrap());
+    let data = bytes(128 << 20, 11);
+    let id = blobs.put(&data).unwrap();
+    let data_file = dir.path().join("data.mdb");
+
+    let mut r = blobs.reader(&id).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut peak, mut read) = (0, 0usize);
+    loop {
+        let n = r.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        assert_eq!(buf[..n], data[read..read + n]);
+        read += n;
+        peak = peak.max(mapped_rss_kib(&data_file));
+    }
+    assert_eq!(read, data.len());
+    // 128 MiB read; the pages stay mapped for at most 8 MiB or 32 reads (plus the tree's pages)
+    assert!(
+        peak < 64 * 1024,
+        "{peak} KiB of the store stayed mapped while reading 128 MiB"
+    );
+}

@@ -1,8 +1,10 @@
 //! Opens LMDB environments for libdat.
 //!
 //! `heed` marks environment opening `unsafe` because LMDB memory-maps the file: undefined behaviour
-//! follows if the file is changed behind LMDB's back. `dat-core` forbids unsafe code, so the single
-//! call lives here, with the conditions under which it is sound written down.
+//! follows if the file is changed behind LMDB's back. `dat-core` forbids unsafe code, so the unsafe
+//! calls live here, each with the conditions under which it is sound written down: opening an
+//! environment, appending sorted records through a cursor, and `madvise` over the read-only map
+//! ([`release_mapped_pages`]).
 #![deny(missing_docs)]
 
 use std::path::Path;
@@ -83,4 +85,59 @@ where
         }
     }
     Ok(())
+}
+
+/// Unmaps, from this process only, the pages of LMDB's read-only memory map of `data_file` (the
+/// environment's `data.mdb`): `madvise(MADV_DONTNEED)` over each read-only shared mapping of that
+/// file listed in `/proc/self/maps`. The pages stay in the kernel's page cache; the next read of
+/// one faults it back in with the same bytes. A process that streams through a big store thereby
+/// does not keep every page it read counted in its resident set. Returns the bytes released;
+/// does nothing (and returns 0) on systems other than Linux.
+pub fn release_mapped_pages(data_file: &Path) -> std::io::Result<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        let want = std::fs::canonicalize(data_file)?;
+        let want = want.to_string_lossy();
+        let maps = std::fs::read_to_string("/proc/self/maps")?;
+        let mut released = 0u64;
+        for line in maps.lines() {
+            // start-end perms offset dev inode pathname
+            let mut fields = line.splitn(6, ' ');
+            let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
+                continue;
+            };
+            let path = fields.nth(3).map(str::trim_start).unwrap_or("");
+            if path != want || perms != "r--s" {
+                continue;
+            }
+            let Some((a, b)) = range.split_once('-') else {
+                continue;
+            };
+            let (Ok(start), Ok(end)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+            else {
+                continue;
+            };
+            if end <= start {
+                continue;
+            }
+            // SAFETY: the range is a mapping the kernel reports for this process, read-only and
+            // shared, of LMDB's data file (LMDB maps it so when `MDB_WRITEMAP` is off, which libdat
+            // never sets). For a shared file mapping MADV_DONTNEED only drops this process's
+            // page-table entries: no memory is freed or changed, and any later access (including
+            // through slices LMDB handed out) faults the same page-cache page back in.
+            let rc = unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED)
+            };
+            if rc != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            released += (end - start) as u64;
+        }
+        Ok(released)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = data_file;
+        Ok(0)
+    }
 }
