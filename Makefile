@@ -33,7 +33,8 @@ lint:
 
 ## bench: log workloads, then replication over loopback TCP (JS/libdat writer -> JS/libdat reader),
 ## then the drive workloads (imports, stat, reads, cursor, peak memory; source data made once in
-## target/bench/drive-src*), then the scheduler simulator's report. BENCH_ARGS=--quick divides the
+## target/bench/drive-src*), the scheduler simulator's report, and the bindings' reads (bench-py:
+## Python vs Rust; bench-node: the Node addon vs JS hyperdrive). BENCH_ARGS=--quick divides the
 ## block and file counts by 10 (and the drive's 1 GiB file is 100 MiB).
 BENCH_DIR := target/bench
 BENCH_HOST = $$(date -u +%Y-%m-%d), $$(nproc) cores, $$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)
@@ -50,6 +51,8 @@ bench: interop-deps
 	$(NODE) $(INTEROP)/drive-bench.js $(BENCH_ARGS) > $(BENCH_DIR)/drive-js.jsonl
 	$(CARGO) bench -p dat-core --bench drive -- $(BENCH_ARGS) > $(BENCH_DIR)/drive-libdat.jsonl
 	$(CARGO) run --release -p dat-core --example sim_report > $(BENCH_DIR)/sim.md
+	$(MAKE) --no-print-directory -s bench-py BENCH_ARGS="$(BENCH_ARGS)" > $(BENCH_DIR)/py-read.md
+	$(MAKE) --no-print-directory -s bench-node BENCH_ARGS="$(BENCH_ARGS)" > $(BENCH_DIR)/node-read.md
 	@echo
 	@echo "## log benchmarks, $(BENCH_HOST)"
 	@python3 scripts/bench-table.py $(BENCH_DIR)/js.jsonl $(BENCH_DIR)/libdat.jsonl
@@ -59,6 +62,12 @@ bench: interop-deps
 	@echo
 	@echo "## drive benchmarks, $(BENCH_HOST), node $$($(NODE) --version), hyperdrive 13.3.4"
 	@python3 scripts/bench-table.py $(BENCH_DIR)/drive-js.jsonl $(BENCH_DIR)/drive-libdat.jsonl
+	@echo
+	@echo "## Python binding reads vs the same reads in Rust, $(BENCH_HOST)"
+	@cat $(BENCH_DIR)/py-read.md
+	@echo
+	@echo "## Node addon reads vs JS hyperdrive 13.3.4, $(BENCH_HOST), node $$($(NODE) --version)"
+	@cat $(BENCH_DIR)/node-read.md
 	@echo
 	@cat $(BENCH_DIR)/sim.md
 
@@ -137,49 +146,78 @@ install:
 
 # ------------------------------------------------------------------------------------- Python
 # py-venv    target/py-venv with the pinned maturin and pytest (pip installs them if missing)
-# py-wheel   the abi3 wheel (CPython >= 3.9) of bindings/python into target/wheels; debug profile
-#            (PY_WHEEL_FLAGS=--release for the release wheel)
-# py-test    installs the wheel into target/py-venv and runs bindings/python/tests with pytest
+# wheel      the release abi3 wheel (CPython >= 3.9) of bindings/python into target/wheels
+#            (maturin build --release --strip): pip install target/wheels/libdat-*.whl
+# py-wheel   the same wheel with the debug profile (quick to build) into target/wheels-debug
+# py-test    installs the debug wheel into target/py-venv and runs tests/python with pytest
+# bench-py   reads a 256 MiB file through the Python cursor (64 KiB reads) and read_stream, and
+#            the same reads in Rust (core/examples/drive_read_bench.rs); release builds on both
+#            sides, the release wheel in target/py-bench-venv. BENCH_ARGS=--quick: a 32 MiB file
 PY_VENV         := target/py-venv
 PY              := $(PY_VENV)/bin/python
+PY_BENCH_VENV   := target/py-bench-venv
 MATURIN_VERSION := 1.16.0
 PYTEST_VERSION  := 9.2.0
-PY_WHEEL_FLAGS  ?=
+MATURIN_BUILD   = CARGO_TARGET_DIR=target PYO3_PYTHON=$(abspath $(PY)) $(PY_VENV)/bin/maturin build \
+	  -m bindings/python/Cargo.toml
 
-.PHONY: py-venv py-wheel py-test
+.PHONY: py-venv wheel py-wheel py-test bench-py
 
 py-venv:
 	@test -x $(PY) || python3 -m venv $(PY_VENV)
 	@$(PY) -c 'import importlib.metadata as m; assert m.version("maturin") == "$(MATURIN_VERSION)" and m.version("pytest") == "$(PYTEST_VERSION)"' 2>/dev/null || \
 	  $(PY) -m pip install -q maturin==$(MATURIN_VERSION) pytest==$(PYTEST_VERSION)
 
-py-wheel: py-venv
+wheel: py-venv
 	rm -f target/wheels/libdat-*.whl
-	CARGO_TARGET_DIR=target PYO3_PYTHON=$(abspath $(PY)) $(PY_VENV)/bin/maturin build $(PY_WHEEL_FLAGS) \
-	  -m bindings/python/Cargo.toml -o target/wheels
+	$(MATURIN_BUILD) --release --strip -o target/wheels
+
+py-wheel: py-venv
+	rm -f target/wheels-debug/libdat-*.whl
+	$(MATURIN_BUILD) -o target/wheels-debug
 
 py-test: py-wheel
-	$(PY) -m pip install -q --force-reinstall --no-deps target/wheels/libdat-*.whl
-	cd bindings/python && ../../$(PY) -m pytest -p no:cacheprovider tests
+	$(PY) -m pip install -q --force-reinstall --no-deps target/wheels-debug/libdat-*.whl
+	$(PY) -m pytest -p no:cacheprovider tests/python
+
+bench-py: wheel
+	@test -x $(PY_BENCH_VENV)/bin/python || python3 -m venv $(PY_BENCH_VENV)
+	$(PY_BENCH_VENV)/bin/python -m pip install -q --force-reinstall --no-deps target/wheels/libdat-*.whl
+	$(CARGO) build --release -p dat-core --example drive_read_bench
+	mkdir -p $(BENCH_DIR)
+	$(PY_BENCH_VENV)/bin/python bindings/python/bench/read_bench.py $(BENCH_ARGS) \
+	  --rust target/release/examples/drive_read_bench --out $(BENCH_DIR)/py-read.jsonl
 
 # --------------------------------------------------------------------------------------- Node
 # node-addon  bindings/node/libdat.node (debug) from bindings/node (package dat-node), with cargo
-# node-test   node --test bindings/node/test/*.test.js (prints TAP: "# pass N" / "# fail N")
+# node-test   node --test tests/node/*.test.js (prints TAP: "# pass N" / "# fail N"); needs the
+#             pinned JS reference (interop-deps) for the one-process interop tests
 # node-deps   bindings/node/node_modules: the pinned @napi-rs/cli from the committed lockfile
 # node-dts    regenerates bindings/node/index.d.ts with the pinned @napi-rs/cli (napi build --dts)
 # node-check-dts  fails when bindings/node/index.d.ts is not what node-dts generates
+# bench-node  the addon (a release build, loaded from target/bench/node/ through LIBDAT_NODE_ADDON)
+#             against JS hyperdrive 13: a 256 MiB file's read stream, and 10,000 random 4 KiB reads
+#             (addon cursor vs ranged blob reads); bindings/node/bench/read-bench.js, medians of 3,
+#             target/bench/node-read.jsonl. BENCH_ARGS=--quick: a 32 MiB file, 1,000 reads
 NODE_DIR     := bindings/node
+NODE_BENCH_ADDON := target/bench/node/libdat.node
 NAPI_BUILD   := npx --no-install napi build --target-dir $(abspath target) --dts index.d.ts \
 	  --dts-header "$$(cat dts-header.d.ts)"
 
-.PHONY: node-addon node-test node-deps node-dts node-check-dts
+.PHONY: node-addon node-test node-deps node-dts node-check-dts bench-node
 
 node-addon:
 	$(CARGO) build -p dat-node
 	cp target/debug/libdat_node.so $(NODE_DIR)/libdat.node
 
-node-test: node-addon
-	cd $(NODE_DIR) && $(NODE) --test test/*.test.js
+node-test: node-addon interop-deps
+	$(NODE) --test --test-timeout=300000 tests/node/*.test.js
+
+bench-node: interop-deps
+	$(CARGO) build --release -p dat-node
+	mkdir -p $(dir $(NODE_BENCH_ADDON))
+	cp target/release/libdat_node.so $(NODE_BENCH_ADDON).tmp && mv $(NODE_BENCH_ADDON).tmp $(NODE_BENCH_ADDON)
+	LIBDAT_NODE_ADDON=$(abspath $(NODE_BENCH_ADDON)) $(NODE) $(NODE_DIR)/bench/read-bench.js $(BENCH_ARGS)
 
 node-deps: $(NODE_DIR)/node_modules/.package-lock.json
 $(NODE_DIR)/node_modules/.package-lock.json: $(NODE_DIR)/package-lock.json

@@ -40,8 +40,11 @@ export interface Core {
 }
 
 export interface Drive {
-  /** A Readable of the bytes `start..end` of a file (end inclusive, as hyperdrive). */
-  createReadStream(path: string, options?: ReadStreamOptions): Readable
+  /**
+   * A Readable of the bytes `start..end` of a file (end inclusive, as hyperdrive), in chunks of at
+   * most 64 KiB; `nativeBufferedBytes` is what the native side has read ahead of it (bounded).
+   */
+  createReadStream(path: string, options?: ReadStreamOptions): Readable & { readonly nativeBufferedBytes: number }
   /** A Readable (and async iterable) of the drive's changes from version `since` on. */
   createChangesStream(options?: ChangesOptions): Readable & AsyncIterable<DriveChange>
 }

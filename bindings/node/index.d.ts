@@ -40,8 +40,11 @@ export interface Core {
 }
 
 export interface Drive {
-  /** A Readable of the bytes `start..end` of a file (end inclusive, as hyperdrive). */
-  createReadStream(path: string, options?: ReadStreamOptions): Readable
+  /**
+   * A Readable of the bytes `start..end` of a file (end inclusive, as hyperdrive), in chunks of at
+   * most 64 KiB; `nativeBufferedBytes` is what the native side has read ahead of it (bounded).
+   */
+  createReadStream(path: string, options?: ReadStreamOptions): Readable & { readonly nativeBufferedBytes: number }
   /** A Readable (and async iterable) of the drive's changes from version `since` on. */
   createChangesStream(options?: ChangesOptions): Readable & AsyncIterable<DriveChange>
 }
@@ -88,6 +91,17 @@ export declare class ChangeIterator {
 export declare class ChunkIterator {
   /** The next chunk (at most 64 KiB), or null at the end (or once closed). */
   next(): Promise<Buffer | null>
+  /**
+   * The next chunk and every chunk already read ahead (an array of at most 16 buffers of at
+   * most 64 KiB each), waiting for the first; empty at the end (or once closed).
+   */
+  nextBatch(): Promise<Array<Buffer>>
+  /**
+   * Bytes read from the file and not yet handed to JavaScript: the native read-ahead, at
+   * most 17 chunks of 64 KiB (16 buffered, 1 waiting for room) however slow the consumer
+   * is.
+   */
+  get bufferedBytes(): number
   /** Stops early. */
   close(): void
 }
@@ -98,7 +112,13 @@ export declare class Connection {
   get remoteAddress(): string
   /** True once the connection ended (closed here, by the peer, or by a failure). */
   get closed(): boolean
-  /** Closes the connection. */
+  /**
+   * Resolves when the connection ends: closed here or by the peer; rejects with the error
+   * that ended it when the peer misbehaved or the link failed (`EPROTO`, `EHANDSHAKE`,
+   * `ECONNRESET`, ...).
+   */
+  done(): Promise<void>
+  /** Closes the connection (the peer sees it end); resolves once it has. */
   close(): Promise<void>
 }
 

@@ -5,7 +5,8 @@
 
 const { Readable } = require('node:stream')
 const { EventEmitter } = require('node:events')
-const native = require('./libdat.node')
+// LIBDAT_NODE_ADDON: another build of the addon (the benchmarks load a release build this way)
+const native = require(process.env.LIBDAT_NODE_ADDON || './libdat.node')
 
 const {
   Store, Core, Drive, Range, ByteCursor, Download, Server, Connection,
@@ -32,7 +33,8 @@ function rethrow (err) { throw withCode(err) }
 
 // The methods that return a promise (see index.d.ts).
 const ASYNC_METHODS = new Set(['ready', 'close', 'append', 'get', 'has', 'seek', 'read', 'open',
-  'put', 'entry', 'exists', 'del', 'symlink', 'history', 'listen', 'connect', 'done', 'next'])
+  'put', 'entry', 'exists', 'del', 'symlink', 'history', 'listen', 'connect', 'done', 'next',
+  'nextBatch'])
 
 for (const C of [Store, Core, Drive, Range, ByteCursor, Download, Server, Connection, BlockIterator,
   CoreEventIterator, EntryIterator, NameIterator, ChangeIterator, DiffIterator, ChunkIterator]) {
@@ -58,13 +60,21 @@ for (const C of [Store, Core, Drive, Range, ByteCursor, Download, Server, Connec
 
 // ------------------------------------------------------------------------------------- callbacks
 // A callback (or event listener) that throws is reported as a process warning
-// (process.on('warning')) and does not take the library, or the stream it came from, down.
+// (process.on('warning'): name 'LibdatWarning', code 'LIBDAT_CALLBACK_THREW', the thrown error as
+// its cause) and does not take the library, or the stream it came from, down.
+function warn (err, code) {
+  const cause = err instanceof Error ? err : new Error(String(err))
+  const w = new Error(cause.message, { cause })
+  w.name = 'LibdatWarning'
+  w.code = code
+  process.emitWarning(w)
+}
+
 function callSafely (fn, ...args) {
   try {
     fn(...args)
   } catch (err) {
-    const e = err instanceof Error ? err : new Error(String(err))
-    process.emitWarning(e, { code: 'LIBDAT_CALLBACK_THREW' })
+    warn(err, 'LIBDAT_CALLBACK_THREW')
   }
 }
 
@@ -129,7 +139,7 @@ async function pump (core, state) {
     state.events = core.events()
     for await (const ev of state.events) dispatch(core, state.emitter, ev)
   } catch (err) {
-    if (err.code !== 'ECLOSED') process.emitWarning(err, { code: 'LIBDAT_EVENTS_FAILED' })
+    if (err.code !== 'ECLOSED') warn(err, 'LIBDAT_EVENTS_FAILED')
   }
 }
 
@@ -187,9 +197,43 @@ Core.prototype.removeAllListeners = function removeAllListeners (name) {
 }
 
 // ----------------------------------------------------------------------------------------- drive
-// A Readable of the bytes start..end of a file (end inclusive, as hyperdrive).
+// A Readable of the bytes start..end of a file (end inclusive, as hyperdrive), in chunks of at
+// most 64 KiB. Each _read() takes every chunk the native side has read ahead (one call, not one
+// per chunk). What it holds is bounded: its own buffer (the high-water mark, plus at most one
+// batch) and the native read-ahead, which `nativeBufferedBytes` reports (at most 17 chunks).
+class FileReadStream extends Readable {
+  constructor (chunks) {
+    super({ highWaterMark: 64 * 1024 })
+    this._chunks = chunks
+    this._reading = false
+  }
+
+  get nativeBufferedBytes () {
+    return this._chunks.bufferedBytes
+  }
+
+  _read () {
+    if (this._reading) return
+    this._reading = true
+    this._chunks.nextBatch().then((batch) => {
+      this._reading = false
+      if (this.destroyed) return
+      if (batch.length === 0) this.push(null)
+      else for (const chunk of batch) this.push(chunk)
+    }, (err) => {
+      this._reading = false
+      this.destroy(err)
+    })
+  }
+
+  _destroy (err, cb) {
+    this._chunks.close()
+    cb(err)
+  }
+}
+
 Drive.prototype.createReadStream = function createReadStream (path, options) {
-  return Readable.from(this.readChunks(path, options), { objectMode: false, highWaterMark: 64 * 1024 })
+  return new FileReadStream(this.readChunks(path, options))
 }
 
 // A Readable (and async iterable) of { version, type, name, entry } from version `since` on.

@@ -342,3 +342,31 @@ fn upgrade_requests_beyond_the_log_are_invalid_and_counted() {
             .contains("too many invalid requests")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_stalls_in_the_handshake_is_dropped_after_the_deadline() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _log) = writer(dir.path(), 3);
+    let opts = ConnectionOptions {
+        handshake_timeout: std::time::Duration::from_millis(500),
+        ..ConnectionOptions::default()
+    };
+    let mut server = dat_core::replication::driver::listen(&store, "127.0.0.1:0", opts)
+        .await
+        .unwrap();
+    let mut sock = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .unwrap();
+    // the first two bytes of a frame header, then nothing
+    sock.write_all(&[0x30, 0x00]).await.unwrap();
+    let served = server.accept().await.unwrap();
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(20), served.join())
+        .await
+        .expect("the stalled connection ended by itself");
+    match ended {
+        Err(Error::Timeout(m)) => assert!(m.contains("handshake"), "{m}"),
+        other => panic!("expected a handshake timeout, got {other:?}"),
+    }
+    drop(sock);
+}

@@ -876,6 +876,7 @@ pub fn connection(data: &[u8]) {
             PeerLimits::default()
         },
         accept_unannounced: flags & 128 == 0,
+        ..ConnectionOptions::default()
     };
     let mut conn = Connection::new(
         fx.store.clone(),

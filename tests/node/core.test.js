@@ -1,8 +1,8 @@
 'use strict'
 const test = require('node:test')
 const assert = require('node:assert/strict')
-const { Store } = require('..')
-const { tmpdir, collect } = require('./helpers')
+const { Store } = require('../../bindings/node')
+const { tmpdir, collect, within, waitFor } = require('./helpers')
 
 test('a named core: append, get, seek, metadata', async (t) => {
   const store = new Store(tmpdir(t))
@@ -75,12 +75,46 @@ test('events: append, with a listener that throws reported as a warning', async 
     })
   })
   log.on('append', () => { throw new Error('listener bug') })
-  await new Promise((resolve) => setTimeout(resolve, 50)) // the subscription starts
+  // on() of a ready core subscribes at once: the next append is seen
   await log.append(Buffer.from('a'))
   await log.append(Buffer.from('b'))
-  await appended
-  assert.deepEqual(lengths.length, 2)
-  await new Promise((resolve) => setImmediate(resolve))
-  assert.ok(warnings.some((w) => w.message === 'listener bug'), 'the throwing listener is reported')
+  await within(appended, 10000, 'two append events')
+  assert.equal(lengths.length, 2)
+  await waitFor(() => warnings.filter((w) => w.message === 'listener bug').length === 2, 10000,
+    'the throwing listener reported once per event')
+  const warning = warnings.find((w) => w.message === 'listener bug')
+  assert.equal(warning.code, 'LIBDAT_CALLBACK_THREW')
+  assert.equal(warning.cause.message, 'listener bug') // the error the listener threw
+  // the library goes on: the core still appends and reads, and its events still flow
+  const third = new Promise((resolve) => log.once('append', resolve))
+  assert.deepEqual(await log.append(Buffer.from('c')), { length: 3, byteLength: 3 })
+  await within(third, 10000, 'a third append event')
+  assert.deepEqual(await log.get(2), Buffer.from('c'))
   log.removeAllListeners()
+})
+
+test('nothing blocks the event loop: JavaScript runs while a get waits and a large append commits', async (t) => {
+  const store = new Store(tmpdir(t))
+  t.after(() => store.close())
+  const remote = store.core({ key: Buffer.alloc(32, 7) }) // a log only a peer could fill
+  await remote.ready()
+  const log = store.core({ name: 'big' })
+  await log.ready()
+  let turns = 0
+  let spinning = true
+  const spin = () => {
+    if (!spinning) return
+    turns++
+    setImmediate(spin)
+  }
+  spin()
+  const waited = remote.get(0, { timeout: 300 }).catch((e) => e.code)
+  const big = Array.from({ length: 64 }, (_, i) => Buffer.alloc(256 * 1024, i))
+  const appended = log.append(big) // 16 MiB, one commit
+  const [code, result] = await Promise.all([waited, appended])
+  spinning = false
+  assert.equal(code, 'ETIMEDOUT')
+  assert.deepEqual(result, { length: 64, byteLength: 16 * 1024 * 1024 })
+  // the event loop went round many times during the 300 ms wait
+  assert.ok(turns > 50, `the event loop turned ${turns} times`)
 })

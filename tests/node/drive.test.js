@@ -1,8 +1,8 @@
 'use strict'
 const test = require('node:test')
 const assert = require('node:assert/strict')
-const { Store } = require('..')
-const { tmpdir, bytes, collect } = require('./helpers')
+const { Store } = require('../../bindings/node')
+const { tmpdir, bytes, rng, collect, within, waitFor } = require('./helpers')
 
 async function openDrive (t) {
   const store = new Store(tmpdir(t))
@@ -39,6 +39,15 @@ test('put, get, entry, exists, list, readdir, symlink, del', async (t) => {
 
   const all = await collect(drive.list('/'))
   assert.deepEqual(all.map((x) => x.key), ['/a.txt', '/dir/b.bin', '/dir/sub/c.txt', '/link'])
+  const recursive = await collect(drive.list('/', { recursive: true }))
+  assert.deepEqual(recursive, all)
+  assert.deepEqual(recursive[1].value.blob.byteLength, 1000)
+  assert.equal(recursive[3].value.linkname, '/a.txt')
+  // an async iterable that can stop early
+  for await (const e of drive.list('/dir', { recursive: true })) {
+    assert.equal(e.key, '/dir/b.bin')
+    break
+  }
   assert.deepEqual((await collect(drive.list('/dir'))).map((x) => x.key), ['/dir/b.bin', '/dir/sub/c.txt'])
   assert.deepEqual((await collect(drive.list('/', { recursive: false }))).map((x) => x.key),
     ['/a.txt', '/dir/b.bin', '/link'])
@@ -57,15 +66,20 @@ test('a byte cursor and read streams (end inclusive) match the file at 1,000 ran
   const cursor = drive.createByteCursor('/big.bin')
   await cursor.open()
   assert.equal(cursor.length, data.length)
-  let x = 12345
+  const next = rng(12345)
   for (let i = 0; i < 1000; i++) {
-    x = (x * 1103515245 + 12345) % 2147483648
-    const pos = x % data.length
-    const n = 1 + (x >> 8) % 4096
+    const pos = next() % data.length
+    const n = 1 + next() % 4096
     assert.equal(await cursor.seek(pos), pos)
     const got = await cursor.read(n)
     assert.deepEqual(got, data.subarray(pos, pos + n), `read ${n} at ${pos}`)
     assert.equal(cursor.position, pos + got.length)
+    // a read without a seek goes on from the position
+    if (i % 100 === 0 && pos + n < data.length) {
+      const more = await cursor.read(100)
+      assert.deepEqual(more, data.subarray(pos + n, pos + n + 100))
+      assert.equal(cursor.position, pos + n + more.length)
+    }
   }
   await cursor.seek(data.length)
   assert.equal((await cursor.read(10)).length, 0) // the end
@@ -82,27 +96,50 @@ test('a byte cursor and read streams (end inclusive) match the file at 1,000 ran
   assert.deepEqual(tail, data.subarray(600000))
 })
 
-test('a slow reader of a large read stream holds a bounded amount in memory', async (t) => {
+test('back-pressure: a stalled reader of a large read stream holds a bounded number of bytes', async (t) => {
   const { drive } = await openDrive(t)
-  const data = bytes(24 * 1024 * 1024, 3)
+  const data = bytes(16 * 1024 * 1024, 3) // 256 chunks of 64 KiB
   await drive.put('/large.bin', data)
+  const CHUNK = 64 * 1024
+  const AHEAD = 16 // chunks the native side reads ahead (and hands over in one batch at most)
+  const NATIVE = (AHEAD + 1) * CHUNK // the native read-ahead: 16 chunks buffered, 1 waiting for room
   const stream = drive.createReadStream('/large.bin')
-  // read two chunks, then stall: the stream and the native side stop after a bounded read-ahead
-  let read = 0
-  for await (const chunk of stream) {
-    read += chunk.length
-    if (read >= 128 * 1024) break
+  const hwm = stream.readableHighWaterMark
+  assert.equal(hwm, CHUNK)
+  // What the stream holds in memory: its Readable buffer (the high-water mark, plus at most one
+  // batch pushed below it) and the native read-ahead. Were the producer not held back, this
+  // would grow to the whole file.
+  const bound = hwm + AHEAD * CHUNK + NATIVE
+  let most = 0
+  const held = () => {
+    const n = stream.readableLength + stream.nativeBufferedBytes
+    most = Math.max(most, n)
+    assert.ok(n <= bound, `the stream holds ${n} bytes, more than ${bound}`)
+    return n
   }
-  const s2 = drive.createReadStream('/large.bin')
-  const before = process.memoryUsage().arrayBuffers
-  s2.pause()
-  s2.read(0)
-  await new Promise((resolve) => setTimeout(resolve, 500))
-  const buffered = s2.readableLength
-  const grown = process.memoryUsage().arrayBuffers - before
-  assert.ok(buffered <= 256 * 1024, `stream buffer ${buffered}`)
-  assert.ok(grown < 4 * 1024 * 1024, `buffers grew by ${grown} bytes while stalled`)
-  s2.destroy()
+  const parts = []
+  let read = 0
+  const stalls = [0, 4, 8].map((mib) => mib * 1024 * 1024) // far enough from the end to fill up
+  for await (const chunk of stream) {
+    parts.push(chunk)
+    read += chunk.length
+    held()
+    if (stalls.length > 0 && read > stalls[0]) {
+      stalls.shift()
+      // the consumer stalls here: wait until both buffers are as full as they get (the
+      // Readable stops pulling at its high-water mark, the native producer at its channel's
+      // bound), checking the bound on the way; then they stay so until this loop reads on
+      await within(waitFor(() => {
+        held()
+        return stream.readableLength >= hwm && stream.nativeBufferedBytes >= NATIVE
+      }, 10000, () => `the stalled stream to fill its buffers (Readable ${stream.readableLength}, native ${stream.nativeBufferedBytes} bytes, after ${read} bytes)`), 15000, 'stall')
+      assert.ok(held() >= hwm + NATIVE)
+    }
+  }
+  assert.equal(stalls.length, 0)
+  assert.ok(most >= hwm + NATIVE, `the read-ahead filled up (${most} bytes)`)
+  assert.ok(Buffer.concat(parts).equals(data), 'the slow reader still read every byte in order')
+  assert.equal(stream.nativeBufferedBytes, 0)
 })
 
 test('checkout, diff, history, changes', async (t) => {
@@ -126,6 +163,13 @@ test('checkout, diff, history, changes', async (t) => {
   const byName = Object.fromEntries(diff.map((d) => [d.name, d]))
   assert.deepEqual(Object.keys(byName).sort(), ['/a.txt', '/b.txt', '/c.txt'])
   assert.equal(byName['/a.txt'].type, 'changed')
+  // left: this drive's entry (now), right: the other version's
+  assert.equal(byName['/a.txt'].left.key, '/a.txt')
+  assert.equal(byName['/a.txt'].right.key, '/a.txt')
+  assert.deepEqual(byName['/a.txt'].left, await drive.entry('/a.txt'))
+  assert.deepEqual(byName['/a.txt'].right, await old.entry('/a.txt'))
+  assert.deepEqual(byName['/b.txt'].right, await old.entry('/b.txt'))
+  assert.deepEqual(byName['/c.txt'].left, await drive.entry('/c.txt'))
   assert.equal(byName['/b.txt'].type, 'removed')
   assert.equal(byName['/b.txt'].left, null)
   assert.equal(byName['/c.txt'].type, 'added')
@@ -134,8 +178,17 @@ test('checkout, diff, history, changes', async (t) => {
   const other = store.drive({ name: 'other' })
   await other.ready()
   await other.put('/a.txt', Buffer.from('two'))
+  await other.put('/only-there.txt', Buffer.from('x'))
+  await other.put('/c.txt', Buffer.from('see'))
   const across = await collect(drive.diff(other))
-  assert.deepEqual(across.map((d) => [d.name, d.type]), [['/c.txt', 'added']])
+  assert.deepEqual(across.map((d) => [d.name, d.type]), [['/c.txt', 'changed'], ['/only-there.txt', 'removed']])
+  assert.deepEqual(across[0].left, await drive.entry('/c.txt'))
+  assert.deepEqual(across[0].right, await other.entry('/c.txt'))
+  assert.equal(across[1].left, null)
+  assert.deepEqual(across[1].right, await other.entry('/only-there.txt'))
+  // and the other way round, under a folder
+  const back = await collect(other.diff(drive, { folder: '/' }))
+  assert.deepEqual(back.map((d) => [d.name, d.type]), [['/c.txt', 'changed'], ['/only-there.txt', 'added']])
 
   const history = await drive.history('/a.txt')
   assert.deepEqual(history.map((h) => h.version), [2, 4])

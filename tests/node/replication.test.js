@@ -1,8 +1,8 @@
 'use strict'
 const test = require('node:test')
 const assert = require('node:assert/strict')
-const { Store } = require('..')
-const { tmpdir, bytes, collect } = require('./helpers')
+const { Store } = require('../../bindings/node')
+const { tmpdir, bytes, rng, collect, within, waitFor } = require('./helpers')
 
 async function twoStores (t) {
   const a = new Store(tmpdir(t))
@@ -29,7 +29,7 @@ test('a sparse replica over 127.0.0.1: a prioritized range and its callback, a b
   const conn = await b.connect(server.address)
   await peerAdded
 
-  // a block fetched on demand (this also waits for the replica to learn the length: see the README)
+  // a block fetched on demand (past the length the replica knows yet: the core asks the peer)
   assert.deepEqual(await replica.get(77, { timeout: 10000 }), Buffer.from('block 77'))
   assert.equal(replica.length, 100)
 
@@ -62,6 +62,127 @@ test('a sparse replica over 127.0.0.1: a prioritized range and its callback, a b
 
   await conn.close()
   assert.equal(conn.closed, true)
+  await conn.done() // a connection closed here ended cleanly
+})
+
+test('prioritize: linear, bisect and hotswap ranges with priorities complete and call back; events: download, upload, peer-add, peer-remove', async (t) => {
+  const { a, b, server } = await twoStores(t)
+  const src = a.core({ name: 'ranges' })
+  await src.ready()
+  const blocks = Array.from({ length: 300 }, (_, i) => bytes(100 + i, i + 1))
+  await src.append(blocks)
+
+  const replica = b.core({ key: src.key, sparse: true })
+  await replica.ready()
+  const downloads = new Map()
+  const uploads = []
+  const events = { srcAdd: 0, srcRemove: 0, add: 0, remove: 0 }
+  replica.on('download', (index, n, from) => {
+    downloads.set(index, n)
+    assert.equal(typeof from.id, 'number')
+  })
+  replica.on('peer-add', () => events.add++)
+  replica.on('peer-remove', () => events.remove++)
+  src.on('upload', (index) => uploads.push(index))
+  src.on('peer-add', () => events.srcAdd++)
+  src.on('peer-remove', () => events.srcRemove++)
+
+  const conn = await b.connect(server.address)
+  const state = () => JSON.stringify({ ...events, downloads: downloads.size, uploads: new Set(uploads).size, called: called.length })
+  const called = []
+  await within(waitFor(() => events.add === 1 && events.srcAdd === 1, 10000, () => `peer-add on both sides: ${state()}`), 15000, 'peer-add')
+  assert.deepEqual(await replica.get(299, { timeout: 10000 }), blocks[299]) // learns the length
+
+  const specs = [
+    { start: 0, end: 50, linear: true, priority: 7 },
+    { start: 50, end: 150, bisect: true, priority: 2 },
+    { start: 150, end: 250, hotswap: true },
+    { start: 250, end: 299, linear: true, hotswap: true, priority: 0 }
+  ]
+  const ranges = specs.map((spec, k) => replica.prioritize(spec, (err) => called.push([k, err])))
+  await within(Promise.all(ranges.map((r) => r.done())), 20000, 'every range done')
+    .catch((err) => { throw new Error(`${err.message}: ${JSON.stringify(ranges.map((r) => r.isDone))} ${state()}`) })
+  await within(waitFor(() => called.length === specs.length, 10000, () => `every callback: ${state()}`), 15000, 'callbacks')
+  assert.deepEqual(called.map(([, err]) => err), specs.map(() => null))
+  for (const r of ranges) assert.equal(r.isDone, true)
+  for (let i = 0; i < 300; i++) assert.deepEqual(await replica.get(i, { wait: false }), blocks[i], `block ${i}`)
+  assert.equal(replica.contiguousLength, 300)
+
+  // each block was downloaded once, with its size; the source reported the uploads
+  await within(waitFor(() => downloads.size === 300 && new Set(uploads).size === 300, 10000, () => `download and upload events: ${state()}`), 15000, 'events')
+  for (let i = 0; i < 300; i++) assert.equal(downloads.get(i), blocks[i].length)
+
+  // a range already here completes at once; done() of a finished range resolves again
+  const here = replica.prioritize({ start: 10, end: 20 })
+  await within(here.done(), 10000, 'a range of blocks already here')
+  await ranges[0].done()
+  // unprioritize of a finished range changes nothing
+  replica.unprioritize(ranges[1])
+  await ranges[1].done()
+
+  // the connection ends: both sides report peer-remove, and the connection resolves done()
+  await conn.close()
+  await within(waitFor(() => events.remove === 1 && events.srcRemove === 1, 10000, () => `peer-remove on both sides: ${state()}`), 15000, 'peer-remove')
+  await conn.done()
+  replica.removeAllListeners()
+  src.removeAllListeners()
+})
+
+test('a callback that throws is reported, and the library goes on', async (t) => {
+  const { a, b, server } = await twoStores(t)
+  const src = a.core({ name: 'throwing' })
+  await src.ready()
+  await src.append(Array.from({ length: 20 }, (_, i) => Buffer.from(`block ${i}`)))
+  const replica = b.core({ key: src.key, sparse: true })
+  await replica.ready()
+  await b.connect(server.address)
+  assert.deepEqual(await replica.get(19, { timeout: 10000 }), Buffer.from('block 19'))
+
+  const warnings = []
+  const onWarning = (w) => warnings.push(w)
+  process.on('warning', onWarning)
+  t.after(() => process.off('warning', onWarning))
+
+  const range = replica.prioritize({ start: 0, end: 10 }, () => { throw new Error('range callback bug') })
+  await within(range.done(), 10000, 'the range')
+  await within(waitFor(() => warnings.some((w) => w.message === 'range callback bug'), 10000, 'the warning'), 15000, 'warning')
+  const w = warnings.find((w) => w.message === 'range callback bug')
+  assert.equal(w.code, 'LIBDAT_CALLBACK_THREW')
+  assert.equal(w.cause.message, 'range callback bug')
+
+  // the replica, its store and the connection still work
+  const again = await new Promise((resolve) => replica.prioritize({ start: 10, end: 20 }, resolve))
+  assert.equal(again, null)
+  const next = replica.get(20, { timeout: 10000 })
+  await src.append(Buffer.from('block 20'))
+  assert.deepEqual(await next, Buffer.from('block 20'))
+})
+
+test('a replica\'s read stream: a range of blocks (fetched in order), and live blocks as the writer appends', async (t) => {
+  const { a, b, server } = await twoStores(t)
+  const src = a.core({ name: 'stream' })
+  await src.ready()
+  const blocks = Array.from({ length: 50 }, (_, i) => Buffer.from(`stream block ${i}`))
+  await src.append(blocks)
+  const replica = b.core({ key: src.key, sparse: true })
+  await replica.ready()
+  await b.connect(server.address)
+  assert.deepEqual(await replica.get(49, { timeout: 10000 }), blocks[49])
+
+  assert.deepEqual(await within(collect(replica.createReadStream({ start: 5, end: 25 })), 10000, 'range'), blocks.slice(5, 25))
+  assert.equal(await replica.has(30), false) // only the stream's range was fetched
+
+  const live = replica.createReadStream({ start: 48, live: true })
+  const seen = []
+  const reading = (async () => {
+    for await (const block of live) {
+      seen.push(block.toString())
+      if (seen.length === 4) break
+    }
+  })()
+  await src.append([Buffer.from('stream block 50'), Buffer.from('stream block 51')])
+  await within(reading, 10000, 'the live stream')
+  assert.deepEqual(seen, ['stream block 48', 'stream block 49', 'stream block 50', 'stream block 51'])
 })
 
 test('a live changes stream receives a change made in the other store', async (t) => {
@@ -104,6 +225,18 @@ test('a sparse remote drive: cursor and read stream fetch what they read; downlo
   const cursor = remote.createByteCursor('/big.bin')
   await cursor.seek(200000)
   assert.deepEqual(await cursor.read(5000), data.subarray(200000, 205000))
+  assert.equal(cursor.position, 205000)
+  // 1,000 seeded random reads on the sparse replica: each fetches what it lacks
+  const next = rng(7)
+  for (let i = 0; i < 1000; i++) {
+    const pos = next() % data.length
+    const n = 1 + next() % 4096
+    assert.equal(await cursor.seek(pos), pos)
+    const got = await cursor.read(n)
+    assert.ok(got.equals(data.subarray(pos, pos + n)), `read ${n} at ${pos}`)
+    assert.equal(cursor.position, pos + got.length)
+  }
+  await cursor.close()
   const part = Buffer.concat(await collect(remote.createReadStream('/big.bin', { start: 1000, end: 70000 })))
   assert.deepEqual(part, data.subarray(1000, 70001))
 

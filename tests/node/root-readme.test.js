@@ -8,14 +8,14 @@ const os = require('node:os')
 const path = require('node:path')
 
 test('the root README example runs', async () => {
-  const readme = fs.readFileSync(path.join(__dirname, '..', '..', '..', 'README.md'), 'utf8')
+  const readme = fs.readFileSync(path.join(__dirname, '..', '..', 'README.md'), 'utf8')
   const start = readme.indexOf('## Node API')
   assert.ok(start >= 0, 'the README has a Node section')
   const m = /```js\n([\s\S]*?)```/.exec(readme.slice(start))
   assert.ok(m, 'the Node section has a js example')
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'libdat-readme-'))
   const code = m[1]
-    .replace("require('libdat')", `require(${JSON.stringify(path.join(__dirname, '..'))})`)
+    .replace("require('libdat')", `require(${JSON.stringify(path.join(__dirname, '..', '..', 'bindings', 'node'))})`)
     .replace("'/tmp/chat'", JSON.stringify(path.join(dir, 'chat')))
   const lines = []
   const log = (...args) => lines.push(args.join(' '))

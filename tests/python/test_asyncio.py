@@ -1,6 +1,7 @@
 """asyncio: awaiting ranges, blocks, files and downloads, and `async for` over changes/events."""
 
 import asyncio
+import threading
 
 import libdat
 from conftest import synced_drive
@@ -65,9 +66,63 @@ def test_async_drive(peers):
         return got, missing, fetched, names, late, rest
 
     got, missing, fetched, names, late, rest = asyncio.run(main())
-    assert got == b"alpha" and missing is None and fetched >= 0
+    assert got == b"alpha" and missing is None
+    # the download fetched every block of /f (nothing of it was read before), and only those
+    content = remote.content_log
+    blobs = [remote.entry(f"/f/{i}").blob for i in range(3)]
+    blocks = [b for blob in blobs for b in range(blob.block_offset, blob.block_offset + blob.block_length)]
+    assert fetched == len(blocks) and all(content.has(b) for b in blocks)
     assert names == ["/a.txt", "/f/0", "/f/1", "/f/2"]
     assert late.name == "/late.txt" and rest == []
+
+
+def test_async_for_live_changes_from_the_other_store(peers):
+    drive = peers.writer.drive()
+    drive.put("/before.txt", b"0")
+    remote = synced_drive(peers.reader, drive)
+    start = remote.version
+
+    def write_later():
+        drive.put("/one.txt", b"1")
+        drive.delete("/before.txt")
+        drive.put("/two.txt", b"22")
+
+    async def main():
+        got = []
+        asyncio.get_running_loop().call_later(0.1, write_later)
+        async for change in remote.changes(since=start, live=True):
+            got.append(change)
+            if len(got) == 3:
+                break
+        return got
+
+    got = asyncio.run(asyncio.wait_for(main(), 20))
+    assert [(c.version, c.type, c.name) for c in got] == [
+        (start + 1, "put", "/one.txt"),
+        (start + 2, "del", "/before.txt"),
+        (start + 3, "put", "/two.txt"),
+    ]
+    assert got[0].entry.size == 1 and got[1].entry is None and got[2].entry.size == 2
+
+
+def test_await_range_with_callback_and_context_manager(peers):
+    log = peers.writer.core(name="aio-ctx")
+    log.append([b"%d" % i for i in range(8)])
+    remote = peers.reader.core(key=log.key, sparse=True)
+    calls = []
+
+    async def main():
+        with remote.prioritize(2, 6, bisect=True, callback=calls.append) as r:
+            assert await r is None and r.done
+        return r
+
+    r = asyncio.run(main())
+    assert r.cancelled and [remote.has(i) for i in range(8)] == [False, False, True, True, True, True, False, False]
+    for _ in range(100):  # the callback runs on libdat's callback thread
+        if calls:
+            break
+        threading.Event().wait(0.02)
+    assert calls == [None]
 
 
 def test_async_events(store):

@@ -114,6 +114,16 @@ def test_diff_two_drives(store):
         ("/only-left.txt", "added"),
         ("/only-right.txt", "removed"),
     ]
+    diffs = {d.name: d for d in a.diff(b)}
+    assert diffs["/differs.txt"].left == a.entry("/differs.txt")
+    assert diffs["/differs.txt"].right == b.entry("/differs.txt")
+    assert diffs["/only-left.txt"].right is None and diffs["/only-right.txt"].left is None
+    # the other way round, the sides swap
+    assert sorted((d.name, d.type) for d in b.diff(a)) == [
+        ("/differs.txt", "changed"),
+        ("/only-left.txt", "removed"),
+        ("/only-right.txt", "added"),
+    ]
     with pytest.raises(TypeError):
         a.diff("not a drive")
 

@@ -1,5 +1,10 @@
 """Errors: the exception classes, the core's messages, and use after close."""
 
+import random
+import socket
+import threading
+import time
+
 import pytest
 
 import libdat
@@ -127,3 +132,71 @@ def test_context_manager_closes(tmp_path):
         log = store.core()
     with pytest.raises(libdat.ClosedError):
         log.append(b"x")
+
+
+def _tamper(path, needle, at):
+    """Flips one byte of every occurrence of `needle` in the file at `path`; returns how many."""
+    data = bytearray(path.read_bytes())
+    hits, i = 0, data.find(needle)
+    while i >= 0:
+        data[i + at] ^= 0x55
+        hits += 1
+        i = data.find(needle, i + len(needle))
+    path.write_bytes(bytes(data))
+    return hits
+
+
+def test_corrupted_block_is_a_corruption_error(tmp_path):
+    with libdat.Store(tmp_path / "s") as store:
+        log = store.core(name="blocks")
+        log.append([(b"block number %04d " % i) * 20 for i in range(10)])
+        key = log.key
+    # bit rot in block 7's bytes, in the store's LMDB data file
+    assert _tamper(tmp_path / "s" / "data.mdb", b"block number 0007 block number 0007", 3) > 0
+    with libdat.Store(tmp_path / "s") as store:
+        log = store.core(key=key)
+        with pytest.raises(libdat.CorruptionError) as e:
+            log.get(7)
+        assert isinstance(e.value, libdat.DatError)
+        message = str(e.value)
+        assert message.startswith("corrupt store: ") and "block 7" in message and "do not match its hash" in message
+        # the other blocks are intact
+        assert log.get(6) == (b"block number 0006 ") * 20 and log.get(8) == (b"block number 0008 ") * 20
+
+
+def test_a_peer_that_breaks_the_protocol_is_a_protocol_error(store):
+    # a TCP "peer" that answers the Noise handshake with 48 bytes of noise
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+
+    def peer():
+        conn, _ = server.accept()
+        with conn:
+            conn.sendall(bytes([48, 0, 0]) + random.Random(5).randbytes(48))
+            try:
+                while conn.recv(65536):
+                    pass
+            except OSError:
+                pass
+
+    t = threading.Thread(target=peer)
+    t.start()
+    try:
+        conn = store.connect("127.0.0.1:%d" % server.getsockname()[1])
+        deadline = time.monotonic() + 10
+        while not conn.closed and time.monotonic() < deadline:
+            threading.Event().wait(0.02)
+        assert conn.closed, "the connection ends when the handshake fails"
+        with pytest.raises(libdat.ProtocolError) as e:
+            conn.close()
+        assert str(e.value) == "handshake failed: message 2 must be 96 bytes, got 48"
+        # the store goes on: a good peer still replicates
+        with libdat.Store(store.path.parent / "other") as other:
+            log = other.core(name="after")
+            log.append(b"fine")
+            with store.connect(other.listen().address):
+                assert store.core(key=log.key).get(0, timeout=10) == b"fine"
+    finally:
+        t.join(10)
+        server.close()

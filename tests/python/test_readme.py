@@ -3,7 +3,8 @@
 import pathlib
 import re
 
-README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
+ROOT = pathlib.Path(__file__).resolve().parents[2]  # tests/python/test_readme.py
+README = ROOT / "bindings" / "python" / "README.md"
 
 
 def test_readme_example():
@@ -14,7 +15,7 @@ def test_readme_example():
         exec(compile(code, str(README), "exec"), {"__name__": "readme"})
 
 
-ROOT_README = pathlib.Path(__file__).resolve().parents[3] / "README.md"
+ROOT_README = ROOT / "README.md"
 
 
 def test_root_readme_python_example(tmp_path, monkeypatch):

@@ -3,7 +3,9 @@ changes, remote reads, downloads and events."""
 
 import io
 import random
+import socket
 import threading
+import time
 
 import pytest
 
@@ -210,6 +212,18 @@ def test_connection_and_server_close(peers):
         assert remote.get(1, timeout=10) == b"2"
     peers.server.close()
     assert peers.server.closed
+    # (the core's Server::close aborts its accept task without waiting for it: the port closes
+    # a moment later)
+    host, port = peers.server.address.rsplit(":", 1)
+
+    def port_closed():
+        try:
+            socket.create_connection((host, int(port)), timeout=1).close()
+            return False
+        except ConnectionRefusedError:
+            return True
+
+    assert wait_for(port_closed)
     with pytest.raises(libdat.IoError) as refused:
         peers.reader.connect(peers.server.address)
     assert isinstance(refused.value, OSError)
@@ -246,3 +260,150 @@ def test_blocking_calls_release_the_gil_and_notice_ctrl_c(peers):
         r.wait()
     timer.join()
     r.cancel()
+
+
+def wait_for(condition, timeout=10.0):
+    """Polls `condition()` until it is true or `timeout` seconds passed; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value or time.monotonic() >= deadline:
+            return value
+        threading.Event().wait(0.02)
+
+
+def test_store_on_every_event_kind(tmp_path):
+    """store.on() callbacks for download, upload, peer-add, peer-remove and append, each with the
+    event's attributes, on both sides of one connection."""
+    writer = libdat.Store(tmp_path / "w")
+    reader = libdat.Store(tmp_path / "r")
+    seen = {"w": [], "r": []}
+    lock = threading.Lock()
+
+    def recorder(side):
+        def record(event):
+            with lock:
+                seen[side].append(event)
+
+        return record
+
+    def events(side, kind):
+        with lock:
+            return [e for e in seen[side] if e.type == kind]
+
+    subs = [writer.on(k, recorder("w")) for k in ("append", "upload", "peer-add", "peer-remove")]
+    subs += [reader.on(k, recorder("r")) for k in ("download", "peer-add", "peer-remove")]
+    try:
+        log = writer.core(name="evented")
+        log.append([b"a" * 10, b"b" * 20, b"c" * 30])
+        appended = wait_for(lambda: events("w", "append"))
+        assert [(e.length, e.byte_length, e.key) for e in appended] == [(3, 60, log.discovery_key)]
+
+        server = writer.listen("127.0.0.1:0")
+        conn = reader.connect(server.address)
+        remote = reader.core(key=log.key)  # the whole log
+        assert remote.wait_length(3, timeout=10) == 3
+        downloads = wait_for(lambda: len(events("r", "download")) == 3 and events("r", "download"))
+        assert sorted((e.index, e.bytes) for e in downloads) == [(0, 10), (1, 20), (2, 30)]
+        assert all(e.key == log.discovery_key and e.peer is not None for e in downloads)
+        uploads = wait_for(lambda: len(events("w", "upload")) >= 3 and events("w", "upload"))
+        assert {e.index for e in uploads} == {0, 1, 2} and all(e.key == log.discovery_key for e in uploads)
+        for side in ("w", "r"):
+            added = wait_for(lambda: [e for e in events(side, "peer-add") if e.key == log.discovery_key])
+            assert added, f"peer-add on {side}"
+        assert not events("w", "peer-remove") and not events("r", "peer-remove")
+        # the connection ends: both sides report peer-remove for the log they shared
+        conn.close()
+        for side in ("r", "w"):
+            removed = wait_for(lambda: [e for e in events(side, "peer-remove") if e.key == log.discovery_key])
+            assert removed, f"peer-remove on {side}"
+    finally:
+        for s in subs:
+            s.close()
+        reader.close()
+        writer.close()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"linear": True}, {"bisect": True}, {"hotswap": True}, {"linear": True, "hotswap": True, "priority": 7}],
+    ids=["random", "linear", "bisect", "hotswap", "linear-hotswap-p7"],
+)
+def test_prioritize_orders_with_callback(peers, options):
+    """A range past the writer's length is not done; it completes (and calls back, once, with
+    None) when the writer appends the blocks; only the range's blocks come over."""
+    log = peers.writer.core(name="grow")
+    log.append([b"%d" % i for i in range(10)])
+    remote = peers.reader.core(key=log.key, sparse=True)
+    assert remote.wait_length(10, timeout=10) == 10
+    calls = []
+    called = threading.Event()
+
+    def callback(error):
+        calls.append(error)
+        called.set()
+
+    r = remote.prioritize(12, 16, callback=callback, **options)
+    assert not r.done and not r.cancelled
+    with pytest.raises(libdat.TimeoutError):
+        r.wait(timeout=0.1)
+    assert not called.is_set()
+    log.append([b"%d" % i for i in range(10, 20)])
+    r.wait(timeout=10)
+    assert r.done
+    assert called.wait(5) and calls == [None]
+    assert [remote.get(i, timeout=0) for i in range(12, 16)] == [b"12", b"13", b"14", b"15"]
+    assert not any(remote.has(i) for i in list(range(0, 12)) + list(range(16, 20)))
+    r.cancel()
+    assert r.cancelled and r.done  # done stays true once reached
+    assert calls == [None]  # the callback ran once
+
+
+def test_subscription_callback_that_raises_is_reported_and_keeps_running(store, unraisable):
+    log = store.core()
+    lengths = []
+    third = threading.Event()
+
+    def bad(event):
+        lengths.append(event.length)
+        if event.length == 3:
+            third.set()
+        if event.length == 1:
+            raise ValueError("a callback bug")
+
+    sub = store.on("append", bad)
+    log.append(b"1")
+    assert unraisable.event.wait(5)
+    info = unraisable.seen[0]
+    assert isinstance(info.exc_value, ValueError) and str(info.exc_value) == "a callback bug"
+    assert info.object is bad
+    # the subscription's thread survived: later events still call back
+    log.append(b"2")
+    log.append(b"3")
+    assert third.wait(5)
+    assert lengths == [1, 2, 3] and sub.active and len(unraisable.seen) == 1
+    sub.close()
+
+
+def test_progress_callback_that_raises_does_not_stop_the_download(peers, unraisable):
+    drive = peers.writer.drive()
+    drive.put("/f.bin", bytes(range(256)) * 1000)
+    remote = synced_drive(peers.reader, drive)
+
+    calls = []
+
+    def bad(done, total):
+        calls.append((done, total))
+        if len(calls) == 1:  # once: later calls would reach pytest's own hook after the test
+            raise RuntimeError("progress callback bug")
+
+    dl = remote.download("/", progress=bad)
+    assert dl.wait(timeout=20) > 0 and dl.done
+    assert unraisable.event.wait(5)
+    assert isinstance(unraisable.seen[0].exc_value, RuntimeError)
+    assert remote.get("/f.bin") == bytes(range(256)) * 1000
+    # the callback thread goes on: the next download's progress arrives (nothing left to fetch)
+    updates = []
+    again = remote.download("/", progress=lambda done, total: updates.append((done, total)))
+    assert again.wait(timeout=20) == 0
+    assert wait_for(lambda: updates and updates[-1][0] == updates[-1][1] > 0)

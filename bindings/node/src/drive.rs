@@ -15,7 +15,7 @@ use napi::bindgen_prelude::{Buffer, Either};
 use napi_derive::napi;
 use tokio::sync::{OnceCell, watch};
 
-use crate::error::{Result, blocking, coded, index, invalid, key32, num};
+use crate::error::{Result, blocking, coded, index, invalid, js, key32, num};
 use crate::feed::Feed;
 use crate::life::Life;
 use crate::store::StoreShared;
@@ -272,6 +272,16 @@ impl DriveShared {
         self.cell.get()
     }
 
+    /// True when every block of the drive is on this side, so a read never waits for a peer:
+    /// a drive this store writes, or a checkout of one.
+    fn local(&self) -> bool {
+        match &self.spec {
+            Spec::Default | Spec::Named(_) => true,
+            Spec::Key(..) => self.now().is_some_and(drive::Drive::writable),
+            Spec::Checkout(parent, _) => parent.local(),
+        }
+    }
+
     /// A future of the opened drive that owns what it needs (for producers started later).
     fn opening(self: &Arc<Self>) -> impl Future<Output = Result<drive::Drive>> + Send + 'static {
         let me = self.clone();
@@ -493,20 +503,29 @@ impl Drive {
                 o.end.map(|e| index(e, "end")).transpose()?,
             ),
         };
+        let produced = Arc::new(AtomicU64::new(0));
+        let counted = produced.clone();
         let feed = Feed::blocking_after(
             self.shared.life.child("read stream"),
-            4,
+            READ_AHEAD,
             self.shared.opening(),
             move |d: drive::Drive, sink| {
                 for chunk in d.read_stream(&path, start, end)? {
-                    if !sink.send(chunk?) {
+                    let chunk = chunk?;
+                    // counted before the hand-over: a chunk waiting for room is in memory too
+                    counted.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                    if !sink.send(chunk) {
                         break;
                     }
                 }
                 Ok(())
             },
         );
-        Ok(ChunkIterator { feed })
+        Ok(ChunkIterator {
+            feed,
+            produced,
+            consumed: AtomicU64::new(0),
+        })
     }
 
     /// The drive's changes from version `since` on, oldest first; `live` waits for more (the
@@ -731,8 +750,14 @@ pub struct ByteCursor {
     life: Arc<Life>,
 }
 
+/// The most a cursor reads on the runtime's own thread (see `ByteCursor::with`).
+const INLINE_READ: usize = 256 * 1024;
+
 impl ByteCursor {
-    async fn with<T, F>(&self, f: F) -> Result<T>
+    /// Runs `f` on the cursor (opening it first). A short call on a local drive, which never
+    /// waits for a peer, runs on the runtime thread that serves the call (a hop fewer for each
+    /// small random read); anything else runs on the blocking pool.
+    async fn with<T, F>(&self, small: bool, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Cursor) -> dat_core::Result<T> + Send + 'static,
@@ -745,20 +770,22 @@ impl ByteCursor {
             self.length.clone(),
         );
         let path = self.path.clone();
-        self.life
-            .guard(blocking(move || {
-                let mut g = cursor.lock().unwrap_or_else(|p| p.into_inner());
-                if g.is_none() {
-                    let c = d.cursor(&path)?;
-                    length.store(c.len(), Ordering::Relaxed);
-                    *g = Some(c);
-                }
-                let c = g.as_mut().expect("just opened");
-                let r = f(c);
-                position.store(c.tell(), Ordering::Relaxed);
-                r
-            }))
-            .await
+        let run = move || {
+            let mut g = cursor.lock().unwrap_or_else(|p| p.into_inner());
+            if g.is_none() {
+                let c = d.cursor(&path)?;
+                length.store(c.len(), Ordering::Relaxed);
+                *g = Some(c);
+            }
+            let c = g.as_mut().expect("just opened");
+            let r = f(c);
+            position.store(c.tell(), Ordering::Relaxed);
+            r
+        };
+        if small && self.drive.local() {
+            return run().map_err(js);
+        }
+        self.life.guard(blocking(run)).await
     }
 }
 
@@ -767,7 +794,7 @@ impl ByteCursor {
     /// Opens the file (the first `seek` or `read` does so too; `length` needs it).
     #[napi]
     pub async fn open(&self) -> Result<()> {
-        self.with(|_| Ok(())).await
+        self.with(true, |_| Ok(())).await
     }
 
     /// Moves to byte `position`; resolves with it. On a drive filled from peers the block
@@ -775,7 +802,7 @@ impl ByteCursor {
     #[napi]
     pub async fn seek(&self, position: i64) -> Result<i64> {
         let p = index(position, "position")?;
-        self.with(move |c| c.seek_to(p).map(num)).await
+        self.with(true, move |c| c.seek_to(p).map(num)).await
     }
 
     /// Reads up to `length` bytes from the position on and moves past them (an empty buffer
@@ -783,7 +810,9 @@ impl ByteCursor {
     #[napi]
     pub async fn read(&self, length: u32) -> Result<Buffer> {
         let n = length as usize;
-        let bytes = self.with(move |c| c.read_bytes(n)).await?;
+        let bytes = self
+            .with(n <= INLINE_READ, move |c| c.read_bytes(n))
+            .await?;
         Ok(bytes.into())
     }
 
@@ -858,10 +887,19 @@ iterator!(
     "Promise<DriveDifference | null>"
 );
 
+/// Chunks (of at most 64 KiB) a read stream reads ahead of its consumer (plus the one waiting
+/// for room); `nextBatch()` takes all that are ready, so a consumer slower than the drive pays
+/// its per-call cost once per batch, not per chunk.
+const READ_AHEAD: usize = 16;
+
 /// Chunks of a file (`drive.readChunks()`, behind `createReadStream`).
 #[napi]
 pub struct ChunkIterator {
     feed: Feed<Vec<u8>>,
+    /// Bytes read from the file so far.
+    produced: Arc<AtomicU64>,
+    /// Bytes handed to JavaScript so far.
+    consumed: AtomicU64,
 }
 
 #[napi]
@@ -869,7 +907,33 @@ impl ChunkIterator {
     /// The next chunk (at most 64 KiB), or null at the end (or once closed).
     #[napi]
     pub async fn next(&self) -> Result<Option<Buffer>> {
-        Ok(self.feed.next().await?.map(Buffer::from))
+        let chunk = self.feed.next().await?;
+        if let Some(c) = &chunk {
+            self.consumed.fetch_add(c.len() as u64, Ordering::Relaxed);
+        }
+        Ok(chunk.map(Buffer::from))
+    }
+
+    /// The next chunk and every chunk already read ahead (an array of at most 16 buffers of at
+    /// most 64 KiB each), waiting for the first; empty at the end (or once closed).
+    #[napi]
+    pub async fn next_batch(&self) -> Result<Vec<Buffer>> {
+        let chunks = self.feed.next_batch(READ_AHEAD).await?;
+        let n: usize = chunks.iter().map(Vec::len).sum();
+        self.consumed.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(chunks.into_iter().map(Buffer::from).collect())
+    }
+
+    /// Bytes read from the file and not yet handed to JavaScript: the native read-ahead, at
+    /// most 17 chunks of 64 KiB (16 buffered, 1 waiting for room) however slow the consumer
+    /// is.
+    #[napi(getter)]
+    pub fn buffered_bytes(&self) -> i64 {
+        let consumed = self.consumed.load(Ordering::Relaxed);
+        num(self
+            .produced
+            .load(Ordering::Relaxed)
+            .saturating_sub(consumed))
     }
 
     /// Stops early.

@@ -17,6 +17,8 @@ enum State<T> {
     /// Not started: nothing is produced before the first `next()`.
     Idle(Starter<T>),
     Running(mpsc::Receiver<Result<T>>),
+    /// The producer failed after items `next_batch()` returned: its error comes next.
+    Failed(napi::Error),
     Done,
 }
 
@@ -109,10 +111,17 @@ impl<T: Send + 'static> Feed<T> {
 
     /// The next item; `None` at the end, or once the feed (or what it came from) is closed.
     pub(crate) async fn next(&self) -> Result<Option<T>> {
+        Ok(self.next_batch(1).await?.pop())
+    }
+
+    /// The next item, waiting for it, and up to `max - 1` more already produced (so that a
+    /// consumer slower than its producer takes more per call); empty at the end, or once the
+    /// feed (or what it came from) is closed.
+    pub(crate) async fn next_batch(&self, max: usize) -> Result<Vec<T>> {
         let mut st = self.state.lock().await;
         if self.life.is_closed() {
             *st = State::Done;
-            return Ok(None);
+            return Ok(Vec::new());
         }
         if matches!(*st, State::Idle(_)) {
             let (tx, rx) = mpsc::channel(self.cap);
@@ -120,24 +129,41 @@ impl<T: Send + 'static> Feed<T> {
                 start(tx);
             }
         }
+        if matches!(*st, State::Failed(_))
+            && let State::Failed(e) = std::mem::replace(&mut *st, State::Done)
+        {
+            return Err(e);
+        }
         let State::Running(rx) = &mut *st else {
-            return Ok(None);
+            return Ok(Vec::new());
         };
         let item = tokio::select! {
             item = rx.recv() => item,
             () = self.life.wait() => None,
         };
-        match item {
-            Some(Ok(v)) => Ok(Some(v)),
+        let mut batch = match item {
+            Some(Ok(v)) => vec![v],
             Some(Err(e)) => {
                 *st = State::Done;
-                Err(e)
+                return Err(e);
             }
             None => {
                 *st = State::Done;
-                Ok(None)
+                return Ok(Vec::new());
+            }
+        };
+        while batch.len() < max {
+            match rx.try_recv() {
+                Ok(Ok(v)) => batch.push(v),
+                Ok(Err(e)) => {
+                    *st = State::Failed(e);
+                    break;
+                }
+                // nothing more yet (or the end, which the next call finds)
+                Err(_) => break,
             }
         }
+        Ok(batch)
     }
 
     /// Ends the feed: its producer stops at its next item, and `next()` returns `None`.

@@ -98,26 +98,15 @@ async fn wait_length(log: &Log, n: u64) {
     }
 }
 
-/// Reads block `i`; on a log filled from peers, waits for it (and for the log to reach it)
-/// when `wait`, for at most `timeout`. A writable log never waits: what it lacks is gone.
+/// Reads block `i`; on a log filled from peers, fetches it when `wait` (the core asks the peers
+/// for it, past the length it knows too, and waits for the log to reach it), for at most
+/// `timeout`. A writable log never waits: what it lacks is gone.
 async fn read_block(log: &Log, i: u64, wait: bool, timeout: Option<Duration>) -> Result<Vec<u8>> {
     if !wait || log.writable() {
         let log = log.clone();
         return blocking(move || log.get_local(i)).await;
     }
-    let fetch = async {
-        wait_length(log, i + 1).await;
-        log.get_async(i, None).await.map_err(js)
-    };
-    match timeout {
-        None => fetch.await,
-        Some(t) => tokio::time::timeout(t, fetch).await.map_err(|_| {
-            coded(
-                "ETIMEDOUT",
-                format!("timed out: block {i} did not arrive within {t:?}"),
-            )
-        })?,
-    }
+    log.get_async(i, timeout).await.map_err(js)
 }
 
 /// `{ length, byteLength }` after an append.

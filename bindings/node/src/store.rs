@@ -1,16 +1,19 @@
 //! `Store`: a directory of logs and drives, and its replication (`listen`, `connect`).
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use dat_core::replication::driver::{self, ReplicationHandle};
 use dat_core::replication::{ConnectionEvent, ConnectionOptions};
 use dat_core::{Durability, StoreOptions as CoreStoreOptions};
+use napi::Status;
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::drive::{Drive, DriveOptions};
-use crate::error::{Result, blocking, invalid, js, key32};
+use crate::error::{Result, blocking, coded, invalid, js, key32};
 use crate::life::Life;
 use crate::log::{Core, CoreOptions};
 
@@ -59,33 +62,80 @@ impl StoreShared {
 
     fn add_conn(&self, handle: ReplicationHandle) -> Arc<ConnShared> {
         let life = self.life.child("connection");
+        let (ended_tx, ended) = watch::channel(None);
         let conn = Arc::new(ConnShared {
-            handle: tokio::sync::Mutex::new(None),
             life: life.clone(),
+            ended,
         });
-        // forward the connection's events to the store's stream, until it ends or closes
-        let mut rx = handle.subscribe();
-        let tx = self.events.clone();
-        napi::bindgen_prelude::spawn(async move {
-            loop {
-                tokio::select! {
-                    ev = rx.recv() => match ev {
-                        Ok(ev) => { let _ = tx.send(ev); }
-                        Err(broadcast::error::RecvError::Lagged(_)) => {}
-                        Err(broadcast::error::RecvError::Closed) => break,
-                    },
-                    () = life.wait() => break,
-                }
-            }
-        });
-        if let Ok(mut h) = conn.handle.try_lock() {
-            *h = Some(handle);
-        }
+        // subscribed now, before this returns: the connection's first events are not missed
+        let rx = handle.subscribe();
+        napi::bindgen_prelude::spawn(run_conn(handle, rx, life, self.events.clone(), ended_tx));
         let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
-        conns.retain(|c| !c.life.is_closed());
+        conns.retain(|c| !c.life.is_closed() && c.ended.borrow().is_none());
         conns.push(conn.clone());
         conn
     }
+}
+
+/// How often a connection task checks whether its connection ended on its own.
+const ENDED_POLL: Duration = Duration::from_millis(20);
+
+/// Owns one connection: forwards its events to the store's stream until it ends (closed here,
+/// by the peer, or failed), then reports `peer-remove` for the logs still paired on it (as
+/// hypercore does when a replication stream closes) and how it ended.
+async fn run_conn(
+    handle: ReplicationHandle,
+    mut rx: broadcast::Receiver<ConnectionEvent>,
+    life: Arc<Life>,
+    tx: broadcast::Sender<ConnectionEvent>,
+    ended: watch::Sender<Option<std::result::Result<(), String>>>,
+) {
+    let mut paired = HashSet::new();
+    let mut forward = |ev: ConnectionEvent| {
+        match &ev {
+            ConnectionEvent::PeerAdd { discovery_key } => {
+                paired.insert(*discovery_key);
+            }
+            ConnectionEvent::PeerRemove { discovery_key } => {
+                paired.remove(discovery_key);
+            }
+            _ => {}
+        }
+        let _ = tx.send(ev);
+    };
+    let mut poll = tokio::time::interval(ENDED_POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let result = loop {
+        tokio::select! {
+            ev = rx.recv() => match ev {
+                Ok(ev) => forward(ev),
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                // the handle holds a sender: not before it is consumed below
+                Err(broadcast::error::RecvError::Closed) => {}
+            },
+            () = life.wait() => {
+                if handle.is_finished() {
+                    break handle.join().await.map_err(|e| js(e).reason);
+                }
+                // closed here: an error now only says how the peer behaved before the close
+                let _ = handle.close().await;
+                break Ok(());
+            }
+            _ = poll.tick() => {
+                if handle.is_finished() {
+                    break handle.join().await.map_err(|e| js(e).reason);
+                }
+            }
+        }
+    };
+    // the events the connection sent before it ended
+    while let Ok(ev) = rx.try_recv() {
+        forward(ev);
+    }
+    for discovery_key in paired {
+        let _ = tx.send(ConnectionEvent::PeerRemove { discovery_key });
+    }
+    ended.send_replace(Some(result));
 }
 
 /// A directory holding many logs and drives (one LMDB environment). Opened on first use; call
@@ -293,17 +343,15 @@ impl Server {
 }
 
 pub(crate) struct ConnShared {
-    handle: tokio::sync::Mutex<Option<ReplicationHandle>>,
     life: Arc<Life>,
+    /// How the connection ended (`None` while it runs): `Err` with the error that ended it.
+    ended: watch::Receiver<Option<std::result::Result<(), String>>>,
 }
 
 impl ConnShared {
     async fn close(&self) {
         self.life.close();
-        if let Some(h) = self.handle.lock().await.take() {
-            // an error here only says how the peer behaved before the close
-            let _ = h.close().await;
-        }
+        let _ = self.ended.clone().wait_for(Option::is_some).await;
     }
 }
 
@@ -325,16 +373,26 @@ impl Connection {
     /// True once the connection ended (closed here, by the peer, or by a failure).
     #[napi(getter)]
     pub fn closed(&self) -> bool {
-        self.shared.life.is_closed()
-            || self
-                .shared
-                .handle
-                .try_lock()
-                .map(|h| h.as_ref().is_none_or(|h| h.is_finished()))
-                .unwrap_or(false)
+        self.shared.life.is_closed() || self.shared.ended.borrow().is_some()
     }
 
-    /// Closes the connection.
+    /// Resolves when the connection ends: closed here or by the peer; rejects with the error
+    /// that ended it when the peer misbehaved or the link failed (`EPROTO`, `EHANDSHAKE`,
+    /// `ECONNRESET`, ...).
+    #[napi]
+    pub async fn done(&self) -> Result<()> {
+        let mut rx = self.shared.ended.clone();
+        let ended = rx
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| coded("ECLOSED", "the connection is closed"))?;
+        match ended.as_ref() {
+            Some(Err(msg)) => Err(napi::Error::new(Status::GenericFailure, msg.clone())),
+            _ => Ok(()),
+        }
+    }
+
+    /// Closes the connection (the peer sees it end); resolves once it has.
     #[napi]
     pub async fn close(&self) -> Result<()> {
         self.shared.close().await;

@@ -5,7 +5,7 @@
 //! one broadcast channel (the [`Hub`]). Every buffer is a tokio broadcast ring (1024 events); a
 //! reader that falls behind gets one `"lagged"` event with the number of events it missed.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -15,7 +15,7 @@ use dat_core::replication::ConnectionEvent;
 use dat_core::{Log, LogEvent};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{broadcast, oneshot};
 
 use crate::errors::{Error, Result, invalid};
@@ -185,6 +185,9 @@ impl Event {
 
 // ------------------------------------------------------------------------------------ hub
 
+/// How often a connection's event forwarder checks whether the connection ended on its own.
+const ENDED_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// The events of a store: its logs' and its connections', in one channel.
 pub struct Hub {
     tx: broadcast::Sender<Ev>,
@@ -217,9 +220,63 @@ impl Hub {
         forward(rx, tx, move |ev| Ev::Log(dk, ev))
     }
 
-    /// Forwards a connection's events.
-    pub fn watch_connection(&self, rx: broadcast::Receiver<ConnectionEvent>) -> Result<()> {
-        forward(rx, self.tx.clone(), Ev::Conn)
+    /// Forwards a connection's events. When the connection ends (closed here, by the peer, or
+    /// failed), reports `peer-remove` for each log still paired on it, as hypercore does when a
+    /// replication stream closes (the core reports it only for a channel the peer closes).
+    /// `ended()` tells whether the connection ended while its handle is still held; once the
+    /// handle is dropped (`close()`), the channel closing says so.
+    pub fn watch_connection(
+        &self,
+        mut rx: broadcast::Receiver<ConnectionEvent>,
+        ended: impl Fn() -> bool + Send + 'static,
+    ) -> Result<()> {
+        let tx = self.tx.clone();
+        runtime()?.spawn(async move {
+            let mut paired: HashSet<Hash> = HashSet::new();
+            let mut send = |ev: ConnectionEvent| {
+                match ev {
+                    ConnectionEvent::PeerAdd { discovery_key } => {
+                        paired.insert(discovery_key);
+                    }
+                    ConnectionEvent::PeerRemove { discovery_key } => {
+                        paired.remove(&discovery_key);
+                    }
+                    _ => {}
+                }
+                // no subscriber is fine
+                let _ = tx.send(Ev::Conn(ev));
+            };
+            let mut poll = tokio::time::interval(ENDED_POLL);
+            poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    ev = rx.recv() => match ev {
+                        Ok(ev) => send(ev),
+                        Err(RecvError::Lagged(n)) => {
+                            let _ = tx.send(Ev::Lagged(n));
+                        }
+                        Err(RecvError::Closed) => break,
+                    },
+                    _ = poll.tick() => if ended() {
+                        // the events the connection sent before it ended
+                        loop {
+                            match rx.try_recv() {
+                                Ok(ev) => send(ev),
+                                Err(TryRecvError::Lagged(n)) => {
+                                    let _ = tx.send(Ev::Lagged(n));
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                        break;
+                    },
+                }
+            }
+            for discovery_key in paired {
+                let _ = tx.send(Ev::Conn(ConnectionEvent::PeerRemove { discovery_key }));
+            }
+        });
+        Ok(())
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Ev> {

@@ -123,10 +123,13 @@ impl StoreState {
     }
 
     fn add_connection(&self, handle: ReplicationHandle) -> Result<Arc<ConnInner>> {
-        self.hub.watch_connection(handle.subscribe())?;
+        let events = handle.subscribe();
         let conn = Arc::new(ConnInner {
             handle: Mutex::new(Some(handle)),
         });
+        let weak = Arc::downgrade(&conn);
+        self.hub
+            .watch_connection(events, move || weak.upgrade().is_some_and(|c| c.ended()))?;
         let mut conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());
         conns.retain(|c| !c.is_finished());
         conns.push(conn.clone());
@@ -330,6 +333,8 @@ impl Store {
     /// Calls `callback(event)` for each event named `event` ("download", "upload", "append",
     /// "peer-add", "peer-remove", "connected", "truncate", "clear"; "*" for all) of the logs
     /// opened through this store and of its connections, on a thread of the subscription's own.
+    /// "peer-remove" comes for a log the peer stopped sharing, and for every log still shared
+    /// when a connection ends.
     fn on(&self, event: String, callback: Py<PyAny>) -> Result<Subscription> {
         self.state.check()?;
         let names = if event == "*" { vec![] } else { vec![event] };
@@ -480,6 +485,16 @@ pub struct ConnInner {
 impl ConnInner {
     fn take(&self) -> Option<ReplicationHandle> {
         self.handle.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    /// True if the connection ended (the peer went away, or it failed) while its handle is
+    /// still here.
+    fn ended(&self) -> bool {
+        self.handle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(ReplicationHandle::is_finished)
     }
 
     fn is_finished(&self) -> bool {

@@ -35,6 +35,9 @@ pub struct ConnectionOptions {
     pub limits: PeerLimits,
     /// Open a channel for a log this side holds when the peer asks for it (as corestore does).
     pub accept_unannounced: bool,
+    /// How long the peer has to complete the Noise handshake before the connection fails with
+    /// [`Error::Timeout`] (checked by [`Connection::tick`]).
+    pub handshake_timeout: std::time::Duration,
 }
 
 impl Default for ConnectionOptions {
@@ -44,6 +47,7 @@ impl Default for ConnectionOptions {
             sparse: false,
             limits: PeerLimits::default(),
             accept_unannounced: true,
+            handshake_timeout: std::time::Duration::from_secs(20),
         }
     }
 }
@@ -114,6 +118,8 @@ pub struct Connection {
     pending_logs: Vec<Log>,
     events: VecDeque<ConnectionEvent>,
     connected: bool,
+    /// When this connection was made (the handshake deadline counts from here).
+    started: std::time::Instant,
     /// Notified when a scheduler has requests for this connection's peers.
     wake: Arc<Notify>,
 }
@@ -146,6 +152,7 @@ impl Connection {
             pending_logs: Vec::new(),
             events: VecDeque::new(),
             connected: false,
+            started: std::time::Instant::now(),
             wake: Arc::new(Notify::new()),
         })
     }
@@ -211,9 +218,16 @@ impl Connection {
         self.flush()
     }
 
-    /// Lets time pass for the schedulers (request timeouts); call it every
+    /// Lets time pass for the schedulers (request timeouts) and the handshake deadline
+    /// ([`ConnectionOptions::handshake_timeout`]); call it every
     /// [`crate::scheduler::SchedulerOptions::tick`] (100 ms).
     pub fn tick(&mut self) -> Result<()> {
+        if !self.connected && self.started.elapsed() > self.opts.handshake_timeout {
+            return Err(Error::Timeout(format!(
+                "the peer did not complete the handshake within {} s",
+                self.opts.handshake_timeout.as_secs_f64()
+            )));
+        }
         let mut seen = HashSet::new();
         for c in self.channels.values() {
             if c.paired && seen.insert(c.log.discovery_key()) {
