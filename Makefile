@@ -51,7 +51,7 @@ bench: interop-deps
 	$(NODE) $(INTEROP)/drive-bench.js $(BENCH_ARGS) > $(BENCH_DIR)/drive-js.jsonl
 	$(CARGO) bench -p dat-core --bench drive -- $(BENCH_ARGS) > $(BENCH_DIR)/drive-libdat.jsonl
 	$(CARGO) run --release -p dat-core --example sim_report > $(BENCH_DIR)/sim.md
-	$(MAKE) --no-print-directory -s bench-py BENCH_ARGS="$(BENCH_ARGS)" > $(BENCH_DIR)/py-read.md
+	$(MAKE) --no-print-directory -s bench-py BENCH_ARGS="$(BENCH_ARGS)"
 	$(MAKE) --no-print-directory -s bench-node BENCH_ARGS="$(BENCH_ARGS)" > $(BENCH_DIR)/node-read.md
 	@echo
 	@echo "## log benchmarks, $(BENCH_HOST)"
@@ -63,10 +63,8 @@ bench: interop-deps
 	@echo "## drive benchmarks, $(BENCH_HOST), node $$($(NODE) --version), hyperdrive 13.3.4"
 	@python3 scripts/bench-table.py $(BENCH_DIR)/drive-js.jsonl $(BENCH_DIR)/drive-libdat.jsonl
 	@echo
-	@echo "## Python binding reads vs the same reads in Rust, $(BENCH_HOST)"
-	@cat $(BENCH_DIR)/py-read.md
+	@$(PY_BENCH_VENV)/bin/python bindings/python/bench/read_bench.py --table $(BENCH_DIR)/py-read.jsonl
 	@echo
-	@echo "## Node addon reads vs JS hyperdrive 13.3.4, $(BENCH_HOST), node $$($(NODE) --version)"
 	@cat $(BENCH_DIR)/node-read.md
 	@echo
 	@cat $(BENCH_DIR)/sim.md

@@ -370,3 +370,88 @@ async fn a_peer_that_stalls_in_the_handshake_is_dropped_after_the_deadline() {
     }
     drop(sock);
 }
+
+/// A peer that claims more (a longer log, a newer fork) than it can prove and refuses every
+/// upgrade: asked once per claim, not in a loop.
+#[test]
+fn an_upgrade_the_peer_refuses_is_not_asked_again_for_the_same_claim() {
+    for fork in [0u64, 3] {
+        let (wd, rd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (_ws, wlog) = writer(wd.path(), 5);
+        let rs = Store::open(rd.path()).unwrap();
+        let rlog = rs.open_log(&wlog.key(), None).unwrap();
+        if fork > 0 {
+            // the reader holds the log (fork 0) and the peer claims a newer fork
+            let mut data = wlog
+                .proof(&dat_core::proof::ProofRequest {
+                    fork: 0,
+                    upgrade: Some(RequestUpgrade {
+                        start: 0,
+                        length: 5,
+                    }),
+                    ..Default::default()
+                })
+                .unwrap();
+            data.request = 0;
+            data.manifest = wlog.manifest();
+            rlog.apply(&data).unwrap();
+            assert_eq!(rlog.length(), 5);
+        }
+        let mut r = honest(&rs, &rlog, ConnectionOptions::default());
+        let mut evil = Evil::new();
+        evil.pump(&mut r).unwrap();
+        evil.open(&wlog.key(), true);
+        evil.send(&Message::Sync(Sync {
+            fork,
+            length: 100,
+            remote_length: 0,
+            can_upgrade: true,
+            uploading: true,
+            downloading: true,
+            has_manifest: true,
+            allow_push: false,
+        }));
+        let mut asked = 0;
+        for _ in 0..10 {
+            evil.pump(&mut r).unwrap();
+            let upgrades: Vec<u64> = evil
+                .requests()
+                .iter()
+                .filter(|q| q.upgrade.is_some())
+                .map(|q| q.id)
+                .collect();
+            evil.received.clear();
+            asked += upgrades.len();
+            for id in upgrades {
+                evil.send(&Message::NoData(messages::NoData {
+                    request: id,
+                    reason: 0,
+                }));
+            }
+        }
+        assert_eq!(
+            asked, 1,
+            "fork {fork}: the refused upgrade was asked {asked} times"
+        );
+        // a new claim is asked about again
+        evil.send(&Message::Sync(Sync {
+            fork,
+            length: 101,
+            remote_length: 0,
+            can_upgrade: true,
+            uploading: true,
+            downloading: true,
+            has_manifest: true,
+            allow_push: false,
+        }));
+        evil.pump(&mut r).unwrap();
+        assert_eq!(
+            evil.requests()
+                .iter()
+                .filter(|q| q.upgrade.is_some())
+                .count(),
+            1,
+            "fork {fork}"
+        );
+    }
+}

@@ -120,6 +120,9 @@ pub(crate) struct Channel {
     wire_ids: HashMap<RequestId, u64>,
     cancelled: usize,
     upgrade_inflight: bool,
+    /// The remote's `(fork, length)` claim it refused an upgrade to (noData): not asked again
+    /// until it claims something else.
+    upgrade_refused: Option<(u64, u64)>,
     next_id: u64,
     sent_length: Option<(u64, u64)>,
     invalid_requests: u32,
@@ -149,6 +152,7 @@ impl Channel {
             wire_ids: HashMap::new(),
             cancelled: 0,
             upgrade_inflight: false,
+            upgrade_refused: None,
             next_id: 1,
             sent_length: None,
             invalid_requests: 0,
@@ -272,7 +276,10 @@ impl Channel {
         // (the remote's `can_upgrade` is about upgrading this side on the same fork: the
         // reference sends false across forks)
         let reorg = remote.fork > fork && length > 0;
-        if reorg && !self.upgrade_inflight && !self.log.writable() {
+        let refused = self.upgrade_refused == Some((remote.fork, remote.length));
+        if refused {
+            // the peer could not prove this claim: wait for a new one
+        } else if reorg && !self.upgrade_inflight && !self.log.writable() {
             let id = self.next_request_id();
             self.upgrade_inflight = true;
             self.inflight.insert(id, Inflight::Upgrade);
@@ -426,7 +433,10 @@ impl Channel {
             }
             Message::NoData(n) => {
                 match self.inflight.remove(&n.request) {
-                    Some(Inflight::Upgrade) => self.upgrade_inflight = false,
+                    Some(Inflight::Upgrade) => {
+                        self.upgrade_inflight = false;
+                        self.upgrade_refused = self.remote.map(|r| (r.fork, r.length));
+                    }
                     Some(Inflight::Block(i, sid)) => {
                         self.wire_ids.remove(&sid);
                         self.remote_has.remove(i, i + 1);
