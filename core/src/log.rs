@@ -726,9 +726,15 @@ impl Log {
                 self.dk_hex()
             )));
         }
-        let out = data.to_vec();
-        self.storage().note_read(out.len() as u64);
-        Ok(out)
+        Ok(data.to_vec())
+    }
+
+    /// Counts `bytes` read through a stream or cursor over this log's blocks (blob readers), so
+    /// that the store releases the memory-map pages such reads leave mapped (see
+    /// `Storage::note_read`). Plain `get`s are not counted: random reads of small blocks would
+    /// pay for re-faulting the pages a release drops.
+    pub(crate) fn note_streamed(&self, bytes: u64) {
+        self.storage().note_read(bytes);
     }
 
     /// Maps a byte offset to `(block index, offset inside that block)` in O(log n).

@@ -42,16 +42,18 @@ pub(crate) struct Storage {
     /// Indexes kept by the layers above the log (drive file names and history, dedup hashes),
     /// under keys each layer prefixes with its own tag.
     index: Table,
-    /// The environment's data file, and the block bytes read since this process last released
-    /// its mapped pages ([`Storage::note_read`]).
-    data_file: std::path::PathBuf,
-    read_since_release: std::sync::atomic::AtomicU64,
+    /// The environment's memory map (found on first use), reads counted since the resident set
+    /// was last checked, and the shared resident bytes after the last check
+    /// ([`Storage::note_read`]).
+    mapped: std::sync::OnceLock<Option<dat_lmdb::MappedPages>>,
+    reads_since_check: std::sync::atomic::AtomicU64,
+    shared_baseline: std::sync::Mutex<u64>,
 }
 
-/// Block bytes read, or reads, between two releases of the memory map's pages: what a streaming
-/// reader keeps mapped (and counted in its resident set) on top of what it holds.
-const RELEASE_EVERY: u64 = 8 << 20;
-const RELEASE_EVERY_READS: u64 = 16;
+/// Block bytes read between two looks at the resident set, and how much LMDB's map may add to it
+/// before its pages are released ([`Storage::note_read`]).
+const CHECK_EVERY: u64 = 4 << 20;
+const MAPPED_BUDGET: u64 = 64 << 20;
 
 /// What the store knows about one log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -206,29 +208,45 @@ impl Storage {
             nodes,
             blocks,
             index,
-            data_file: path.join("data.mdb"),
-            read_since_release: std::sync::atomic::AtomicU64::new(0),
+            mapped: std::sync::OnceLock::new(),
+            reads_since_check: std::sync::atomic::AtomicU64::new(0),
+            shared_baseline: std::sync::Mutex::new(dat_lmdb::shared_resident_bytes().unwrap_or(0)),
         })
     }
 
-    /// Counts a read of `bytes` of blocks through the memory map; every [`RELEASE_EVERY`] bytes
-    /// or [`RELEASE_EVERY_READS`] reads the process unmaps the pages it read (they stay in the
-    /// page cache; see [`dat_lmdb::release_mapped_pages`]), so streaming through a big log does
-    /// not grow the resident set by the log's size. (Reads are counted too because a kernel with
-    /// large page-cache folios maps a whole folio, often far more than the bytes read.)
+    /// Counts a read of `bytes` of blocks through the memory map. Every [`CHECK_EVERY`] bytes
+    /// (each read weighing at least [`CHECK_EVERY`] / 16) the process looks at its shared
+    /// resident memory (`/proc/self/statm`), and when LMDB's map made it grow by more than
+    /// [`MAPPED_BUDGET`] since the last look, unmaps the pages it touched (they stay in the page
+    /// cache; see [`dat_lmdb::MappedPages`]). Streaming through a big log thereby does not grow
+    /// the resident set by the log's size (a kernel with large page-cache folios maps a whole
+    /// folio per fault, often far more than the bytes read).
     pub(crate) fn note_read(&self, bytes: u64) {
         use std::sync::atomic::Ordering;
-        let weight = bytes.max(RELEASE_EVERY / RELEASE_EVERY_READS);
-        let before = self.read_since_release.fetch_add(weight, Ordering::Relaxed);
-        if before + weight >= RELEASE_EVERY
-            && self
-                .read_since_release
-                .compare_exchange(before + weight, 0, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            // best effort: a failure only leaves the pages mapped
-            let _ = dat_lmdb::release_mapped_pages(&self.data_file);
+        let weight = bytes.max(CHECK_EVERY / 16);
+        let total = self.reads_since_check.fetch_add(weight, Ordering::Relaxed) + weight;
+        if total < CHECK_EVERY {
+            return;
         }
+        let Ok(mut baseline) = self.shared_baseline.try_lock() else {
+            return; // another thread is checking
+        };
+        self.reads_since_check.store(0, Ordering::Relaxed);
+        let Some(now) = dat_lmdb::shared_resident_bytes() else {
+            return;
+        };
+        if now <= baseline.saturating_add(MAPPED_BUDGET) {
+            *baseline = (*baseline).min(now);
+            return;
+        }
+        let mapped = self
+            .mapped
+            .get_or_init(|| dat_lmdb::MappedPages::find(&self.env).ok());
+        if let Some(m) = mapped {
+            // best effort: a failure only leaves the pages mapped
+            let _ = m.release();
+        }
+        *baseline = dat_lmdb::shared_resident_bytes().unwrap_or(now);
     }
 
     pub(crate) fn read(&self) -> Result<ReadTxn<'_>> {

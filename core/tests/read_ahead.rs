@@ -116,7 +116,7 @@ fn streaming_a_big_blob_does_not_keep_the_store_mapped() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let blobs = Blobs::new(store.named_log("blobs").unwrap());
-    let data = bytes(128 << 20, 11);
+    let data = bytes(160 << 20, 11);
     let id = blobs.put(&data).unwrap();
     let data_file = dir.path().join("data.mdb");
 
@@ -133,9 +133,10 @@ fn streaming_a_big_blob_does_not_keep_the_store_mapped() {
         peak = peak.max(mapped_rss_kib(&data_file));
     }
     assert_eq!(read, data.len());
-    // 128 MiB read; the pages stay mapped for at most 8 MiB or 32 reads (plus the tree's pages)
+    // 160 MiB read; the map's pages are released once they add 64 MiB to the resident set
+    // (checked every 4 MiB read)
     assert!(
-        peak < 64 * 1024,
-        "{peak} KiB of the store stayed mapped while reading 128 MiB"
+        peak < 100 * 1024,
+        "{peak} KiB of the store stayed mapped while reading 160 MiB"
     );
 }

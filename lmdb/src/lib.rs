@@ -87,57 +87,101 @@ where
     Ok(())
 }
 
-/// Unmaps, from this process only, the pages of LMDB's read-only memory map of `data_file` (the
-/// environment's `data.mdb`): `madvise(MADV_DONTNEED)` over each read-only shared mapping of that
-/// file listed in `/proc/self/maps`. The pages stay in the kernel's page cache; the next read of
-/// one faults it back in with the same bytes. A process that streams through a big store thereby
-/// does not keep every page it read counted in its resident set. Returns the bytes released;
-/// does nothing (and returns 0) on systems other than Linux.
-pub fn release_mapped_pages(data_file: &Path) -> std::io::Result<u64> {
-    #[cfg(target_os = "linux")]
-    {
-        let want = std::fs::canonicalize(data_file)?;
-        let want = want.to_string_lossy();
-        let maps = std::fs::read_to_string("/proc/self/maps")?;
-        let mut released = 0u64;
-        for line in maps.lines() {
-            // start-end perms offset dev inode pathname
-            let mut fields = line.splitn(6, ' ');
-            let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
-                continue;
-            };
-            let path = fields.nth(3).map(str::trim_start).unwrap_or("");
-            if path != want || perms != "r--s" {
-                continue;
+/// LMDB's read-only memory map of an environment's data file, as this process has it mapped:
+/// [`MappedPages::release`] unmaps, from this process only, the pages it has touched
+/// (`madvise(MADV_DONTNEED)`). The pages stay in the kernel's page cache; the next read of one
+/// faults it back in with the same bytes. A process that streams through a big store thereby does
+/// not keep every page it read counted in its resident set.
+///
+/// It holds a clone of the environment, so the mapping it found stays in place while it exists
+/// (libdat never resizes a map after opening it, the only other way LMDB moves it).
+pub struct MappedPages {
+    _env: Env<WithoutTls>,
+    ranges: Vec<(usize, usize)>,
+}
+
+impl MappedPages {
+    /// Finds the read-only shared mappings of `env`'s `data.mdb` in `/proc/self/maps` (none on
+    /// systems other than Linux, or when the map is writable).
+    pub fn find(env: &Env<WithoutTls>) -> std::io::Result<MappedPages> {
+        let mut ranges = Vec::new();
+        #[cfg(target_os = "linux")]
+        {
+            let want = std::fs::canonicalize(env.path().join("data.mdb"))?;
+            let want = want.to_string_lossy();
+            let maps = std::fs::read_to_string("/proc/self/maps")?;
+            for line in maps.lines() {
+                // start-end perms offset dev inode pathname
+                let mut fields = line.splitn(6, ' ');
+                let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
+                    continue;
+                };
+                let path = fields.nth(3).map(str::trim_start).unwrap_or("");
+                if path != want || perms != "r--s" {
+                    continue;
+                }
+                let Some((a, b)) = range.split_once('-') else {
+                    continue;
+                };
+                if let (Ok(start), Ok(end)) =
+                    (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+                    && end > start
+                {
+                    ranges.push((start, end));
+                }
             }
-            let Some((a, b)) = range.split_once('-') else {
-                continue;
-            };
-            let (Ok(start), Ok(end)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
-            else {
-                continue;
-            };
-            if end <= start {
-                continue;
-            }
-            // SAFETY: the range is a mapping the kernel reports for this process, read-only and
-            // shared, of LMDB's data file (LMDB maps it so when `MDB_WRITEMAP` is off, which libdat
-            // never sets). For a shared file mapping MADV_DONTNEED only drops this process's
-            // page-table entries: no memory is freed or changed, and any later access (including
-            // through slices LMDB handed out) faults the same page-cache page back in.
+        }
+        Ok(MappedPages {
+            _env: env.clone(),
+            ranges,
+        })
+    }
+
+    /// Bytes of address space this covers (0 when nothing was found).
+    pub fn len(&self) -> u64 {
+        self.ranges.iter().map(|(a, b)| (b - a) as u64).sum()
+    }
+
+    /// True when no mapping was found (nothing to release).
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+
+    /// Unmaps the touched pages from this process (see the type's documentation).
+    pub fn release(&self) -> std::io::Result<()> {
+        #[cfg(target_os = "linux")]
+        for &(start, end) in &self.ranges {
+            // SAFETY: the range is a mapping the kernel listed for this process, read-only and
+            // shared, of LMDB's data file (LMDB maps it so when `MDB_WRITEMAP` is off, which
+            // libdat never sets), and it is still that mapping: `_env` keeps the environment,
+            // and so its map, open. For a shared file mapping MADV_DONTNEED only drops this
+            // process's page-table entries: no memory is freed or changed, and any later access
+            // (including through slices LMDB handed out) faults the same page-cache page back.
             let rc = unsafe {
                 libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED)
             };
             if rc != 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            released += (end - start) as u64;
         }
-        Ok(released)
+        Ok(())
+    }
+}
+
+/// Bytes of this process's resident memory that are shared or file-backed (`/proc/self/statm`,
+/// third field, in pages): what LMDB's memory map adds to the resident set. `None` on systems
+/// other than Linux.
+pub fn shared_resident_bytes() -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+        let pages: u64 = statm.split_whitespace().nth(2)?.parse().ok()?;
+        // SAFETY: sysconf only reads a configuration value.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        Some(pages * u64::try_from(page).ok()?)
     }
     #[cfg(not(target_os = "linux"))]
     {
-        let _ = data_file;
-        Ok(0)
+        None
     }
 }

@@ -623,6 +623,8 @@ impl BlobReader {
     }
 
     fn load(&mut self, slot: u64, start: u64) -> Result<()> {
+        // a single `get` (not a ranged read, which counts itself) is counted as streamed below
+        let mut single = true;
         let data = match &self.layout {
             Layout::Plain { end, .. } => {
                 if slot >= *end {
@@ -634,6 +636,7 @@ impl BlobReader {
                 let data = match self.ahead.front() {
                     Some(_) if self.ahead_slot == slot => {
                         self.ahead_slot += 1;
+                        single = false;
                         self.ahead.pop_front().expect("front checked")
                     }
                     _ => {
@@ -646,6 +649,7 @@ impl BlobReader {
                             Some(blocks) => {
                                 self.ahead = blocks.into();
                                 self.ahead_slot = slot + 1;
+                                single = false;
                                 self.ahead.pop_front().expect("at least one block")
                             }
                             // not every block is here (or one is bad): this one alone, as `get`
@@ -670,6 +674,9 @@ impl BlobReader {
                 data
             }
         };
+        if single {
+            self.log.note_streamed(data.len() as u64);
+        }
         self.current = Some(Current { slot, start, data });
         Ok(())
     }
