@@ -53,7 +53,7 @@ pub(crate) struct Storage {
 /// Block bytes read between two looks at the resident set, and how much LMDB's map may add to it
 /// before its pages are released ([`Storage::note_read`]).
 const CHECK_EVERY: u64 = 4 << 20;
-const MAPPED_BUDGET: u64 = 64 << 20;
+const MAPPED_BUDGET: u64 = 40 << 20;
 
 /// What the store knows about one log.
 #[derive(Debug, Clone, PartialEq, Eq)]

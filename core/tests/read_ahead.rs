@@ -133,7 +133,7 @@ fn streaming_a_big_blob_does_not_keep_the_store_mapped() {
         peak = peak.max(mapped_rss_kib(&data_file));
     }
     assert_eq!(read, data.len());
-    // 160 MiB read; the map's pages are released once they add 64 MiB to the resident set
+    // 160 MiB read; the map's pages are released once they add 40 MiB to the resident set
     // (checked every 4 MiB read)
     assert!(
         peak < 100 * 1024,

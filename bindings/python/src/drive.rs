@@ -844,16 +844,40 @@ impl ReadStream {
 
     fn __next__<'py>(&self, py: Python<'py>) -> Result<Option<Bound<'py, PyBytes>>> {
         self.state.check()?;
-        let chunk = py.detach(|| {
-            let mut guard = self.stream.lock().unwrap_or_else(|p| p.into_inner());
-            let next = guard.as_mut().and_then(Iterator::next);
-            if next.is_none() {
+        // The stream's lock is only taken with the GIL released, and let go before the GIL is
+        // taken back (another thread may hold the GIL while it waits for the lock).
+        let lock = || self.stream.lock().unwrap_or_else(|p| p.into_inner());
+        let n = py.detach(|| {
+            let mut guard = lock();
+            let n = guard.as_ref().map_or(0, |s| {
+                usize::try_from(s.remaining())
+                    .unwrap_or(usize::MAX)
+                    .min(dat_core::drive::ReadStream::CHUNK)
+            });
+            if n == 0 {
                 // the range is withdrawn as soon as the stream ends
                 guard.take();
             }
-            next.transpose()
+            n
+        });
+        if n == 0 {
+            return Ok(None);
+        }
+        // the chunk is read straight into the new bytes object, without the GIL
+        let mut outcome = Ok(());
+        let bytes = PyBytes::new_with(py, n, |buf| {
+            outcome = py.detach(|| match lock().as_mut().map(|s| s.read_into(buf)) {
+                Some(Ok(k)) if k == n => Ok(()),
+                Some(Err(e)) => Err(e),
+                // another thread read from this stream (or closed it) in between
+                _ => Err(dat_core::Error::InvalidArgument(
+                    "a read stream was read from two threads at once".into(),
+                )),
+            });
+            Ok(())
         })?;
-        Ok(chunk.map(|c| PyBytes::new(py, &c)))
+        outcome?;
+        Ok(Some(bytes))
     }
 
     /// Bytes left to read.

@@ -519,6 +519,30 @@ impl BlobReader {
         Ok(out)
     }
 
+    /// Fills `out` with the bytes at `start` (fewer if the blob ends first; returns how many);
+    /// moves the position past them. [`BlobReader::read_at`] without the allocation.
+    pub fn read_at_into(&mut self, start: u64, out: &mut [u8]) -> Result<usize> {
+        if start > self.size {
+            return Err(Error::OutOfBounds(format!(
+                "byte {start} of a blob of {} bytes",
+                self.size
+            )));
+        }
+        let n = out
+            .len()
+            .min(usize::try_from(self.size - start).unwrap_or(usize::MAX));
+        self.pos = start;
+        let mut filled = 0;
+        while filled < n {
+            let k = self.read_some(&mut out[filled..n])?;
+            if k == 0 {
+                return Err(Error::Corrupt("a blob ended before its size".into()));
+            }
+            filled += k;
+        }
+        Ok(n)
+    }
+
     /// Block ranges holding `start .. start + len` (data blocks only), sorted and merged.
     pub(super) fn block_ranges(&mut self, start: u64, len: u64) -> Result<Vec<(u64, u64)>> {
         if start > self.size {

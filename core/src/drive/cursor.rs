@@ -216,6 +216,22 @@ impl ReadStream {
     pub fn remaining(&self) -> u64 {
         self.end - self.cursor.tell()
     }
+
+    /// The next bytes of the range, at most `buf.len()` (0 at its end), written into `buf`: what
+    /// [`Iterator::next`] yields, without allocating a chunk.
+    pub fn read_into(&mut self, buf: &mut [u8]) -> Result<usize> {
+        let n = usize::try_from(self.remaining())
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        if n == 0 {
+            return Ok(0);
+        }
+        let at = self.cursor.tell();
+        self.cursor.reader.read_at_into(at, &mut buf[..n])
+    }
+
+    /// Size of the chunks [`Iterator::next`] yields (the last one may be shorter).
+    pub const CHUNK: usize = CHUNK;
 }
 
 impl Iterator for ReadStream {
