@@ -667,22 +667,9 @@ impl Log {
             )));
         }
         let txn = self.storage().read()?;
-        let id = self.inner.id;
         let (mut blocks, mut nodes, mut total) = (Vec::new(), Vec::new(), 0usize);
         for index in start..end {
-            let data = self
-                .storage()
-                .block_get(&txn, id, index)?
-                .ok_or(Error::NotAvailable(index))?;
-            let node = self
-                .storage()
-                .node_get(&txn, id, 2 * index)?
-                .ok_or_else(|| {
-                    Error::Corrupt(format!(
-                        "log {}: block {index} is stored but its tree node is missing",
-                        self.dk_hex()
-                    ))
-                })?;
+            let (data, node) = self.stored_block(&txn, index)?;
             total += data.len();
             blocks.push(data);
             nodes.push(node);
@@ -692,13 +679,7 @@ impl Log {
         }
         let hashes = crypto::leaf_hashes_simd(&blocks);
         for (k, (node, hash)) in nodes.iter().zip(&hashes).enumerate() {
-            if node.size != blocks[k].len() as u64 || node.hash != *hash {
-                return Err(Error::Corrupt(format!(
-                    "log {}: the stored bytes of block {} do not match its hash",
-                    self.dk_hex(),
-                    start + k as u64
-                )));
-            }
+            self.check_leaf(start + k as u64, blocks[k], node, hash)?;
         }
         let out = blocks.iter().map(|b| b.to_vec()).collect();
         drop(txn);
@@ -707,26 +688,39 @@ impl Log {
     }
 
     fn get_in(&self, txn: &ReadTxn<'_>, index: u64) -> Result<Vec<u8>> {
+        let (data, node) = self.stored_block(txn, index)?;
+        self.check_leaf(index, data, &node, &crypto::leaf_hash(data))?;
+        Ok(data.to_vec())
+    }
+
+    /// The stored bytes of block `index` (unchecked) and its leaf node.
+    fn stored_block<'t>(&self, txn: &'t ReadTxn<'_>, index: u64) -> Result<(&'t [u8], Node)> {
+        let id = self.inner.id;
         let data = self
             .storage()
-            .block_get(txn, self.inner.id, index)?
+            .block_get(txn, id, index)?
             .ok_or(Error::NotAvailable(index))?;
         let node = self
             .storage()
-            .node_get(txn, self.inner.id, 2 * index)?
+            .node_get(txn, id, 2 * index)?
             .ok_or_else(|| {
                 Error::Corrupt(format!(
                     "log {}: block {index} is stored but its tree node is missing",
                     self.dk_hex()
                 ))
             })?;
-        if node.size != data.len() as u64 || node.hash != crypto::leaf_hash(data) {
+        Ok((data, node))
+    }
+
+    /// Checks stored block bytes (whose leaf hash is `hash`) against the block's leaf node.
+    fn check_leaf(&self, index: u64, data: &[u8], node: &Node, hash: &Hash) -> Result<()> {
+        if node.size != data.len() as u64 || node.hash != *hash {
             return Err(Error::Corrupt(format!(
                 "log {}: the stored bytes of block {index} do not match its hash",
                 self.dk_hex()
             )));
         }
-        Ok(data.to_vec())
+        Ok(())
     }
 
     /// Counts `bytes` read through a stream or cursor over this log's blocks (blob readers), so

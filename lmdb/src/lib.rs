@@ -4,7 +4,7 @@
 //! follows if the file is changed behind LMDB's back. `dat-core` forbids unsafe code, so the unsafe
 //! calls live here, each with the conditions under which it is sound written down: opening an
 //! environment, appending sorted records through a cursor, and `madvise` over the read-only map
-//! ([`release_mapped_pages`]).
+//! ([`MappedPages::release`]).
 #![deny(missing_docs)]
 
 use std::path::Path;

@@ -507,15 +507,7 @@ impl BlobReader {
                 Error::InvalidArgument(format!("{n} bytes do not fit in memory"))
             })?
         ];
-        self.pos = start;
-        let mut filled = 0;
-        while filled < out.len() {
-            let k = self.read_some(&mut out[filled..])?;
-            if k == 0 {
-                return Err(Error::Corrupt("a blob ended before its size".into()));
-            }
-            filled += k;
-        }
+        self.read_at_into(start, &mut out)?;
         Ok(out)
     }
 

@@ -277,9 +277,13 @@ impl Channel {
         // reference sends false across forks)
         let reorg = remote.fork > fork && length > 0;
         let refused = self.upgrade_refused == Some((remote.fork, remote.length));
-        if refused {
-            // the peer could not prove this claim: wait for a new one
-        } else if reorg && !self.upgrade_inflight && !self.log.writable() {
+        // the peer could not prove a claim it refused: wait for a new one
+        let start = if reorg && !self.log.writable() {
+            Some(0)
+        } else {
+            (same_fork && remote.length > length).then_some(length)
+        };
+        if let Some(start) = start.filter(|_| !refused && !self.upgrade_inflight) {
             let id = self.next_request_id();
             self.upgrade_inflight = true;
             self.inflight.insert(id, Inflight::Upgrade);
@@ -287,21 +291,8 @@ impl Channel {
                 id,
                 fork: remote.fork,
                 upgrade: Some(RequestUpgrade {
-                    start: 0,
-                    length: remote.length,
-                }),
-                ..Default::default()
-            }));
-        } else if same_fork && remote.length > length && !self.upgrade_inflight {
-            let id = self.next_request_id();
-            self.upgrade_inflight = true;
-            self.inflight.insert(id, Inflight::Upgrade);
-            out.push(Message::Request(Request {
-                id,
-                fork: remote.fork,
-                upgrade: Some(RequestUpgrade {
-                    start: length,
-                    length: remote.length - length,
+                    start,
+                    length: remote.length - start,
                 }),
                 manifest: self.log.manifest().is_none() && remote.has_manifest,
                 ..Default::default()
