@@ -455,3 +455,82 @@ fn an_upgrade_the_peer_refuses_is_not_asked_again_for_the_same_claim() {
         );
     }
 }
+
+/// A read holding many requests is answered a budget at a time (`receive_bounded`, `resume`), so
+/// a driver can write the first answers out before it serves the rest; every request is still
+/// answered, in order.
+#[test]
+fn a_read_full_of_requests_is_answered_a_budget_at_a_time() {
+    let wd = tempfile::tempdir().unwrap();
+    let (ws, wlog) = writer(wd.path(), 64);
+    let mut w = honest(&ws, &wlog, ConnectionOptions::default());
+    let mut evil = Evil::new();
+    evil.pump(&mut w).unwrap();
+    evil.open(&wlog.key(), true);
+    evil.pump(&mut w).unwrap();
+    evil.received.clear();
+
+    // 64 requests in one batch frame, one read
+    evil.mux.cork();
+    for id in 1..=64u64 {
+        evil.send(&Message::Request(Request {
+            id,
+            fork: 0,
+            block: Some(RequestBlock {
+                index: id - 1,
+                nodes: 0,
+            }),
+            ..Default::default()
+        }));
+    }
+    evil.mux.uncork();
+    while let Some(f) = evil.mux.next_frame() {
+        evil.t.send(&f).unwrap();
+    }
+    let budget = 1024;
+    let mut more = w.receive_bounded(&evil.t.take_output(), budget).unwrap();
+    let mut rounds = 0;
+    let mut per_round = Vec::new();
+    loop {
+        // what this round produced, decoded on the peer's side
+        let before = evil.received.len();
+        evil.t.receive(&w.take_output()).unwrap();
+        while let Some(m) = evil.t.next_message() {
+            evil.mux.receive(&m).unwrap();
+            while let Some(ev) = evil.mux.next_event() {
+                if let Event::Message {
+                    message_type,
+                    payload,
+                    ..
+                } = ev
+                {
+                    evil.received
+                        .push(Message::decode(message_type, &payload).unwrap());
+                }
+            }
+        }
+        per_round.push(evil.received.len() - before);
+        rounds += 1;
+        assert_eq!(more, w.has_pending_input());
+        if !more {
+            break;
+        }
+        more = w.resume(budget).unwrap();
+    }
+    let served: Vec<u64> = evil
+        .received
+        .iter()
+        .filter_map(|m| match m {
+            Message::Data(d) => Some(d.request),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        served,
+        (1..=64).collect::<Vec<_>>(),
+        "every request, in order"
+    );
+    // blocks of 100..164 bytes with their proofs: a 1 KiB budget holds a few per round
+    assert!(rounds >= 8, "{rounds} rounds: {per_round:?}");
+    assert!(per_round.iter().all(|&n| n <= 10), "{per_round:?}");
+}

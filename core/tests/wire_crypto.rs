@@ -875,3 +875,77 @@ fn golden_ciphertexts_do_not_decrypt_with_the_wrong_key() {
     wrong.recv_header(&h(&s["headerPayload"])).unwrap();
     assert!(is_handshake_err(wrong.decrypt(&h(&s["ciphertexts"][1]))));
 }
+
+/// libdat's secret stream against the `crypto_secretstream` crate (libsodium's construction):
+/// the same bytes for every length around the 16- and 64-byte boundaries, and the crate's
+/// messages with each of the four tags (a rekey tag changes the key) decrypted in order.
+#[test]
+fn secretstream_matches_the_crypto_secretstream_crate() {
+    use crypto_secretstream::{Header, Key, PullStream, PushStream, Tag};
+    let (ri, rr) = fixed_handshake();
+    let header = [0x5au8; 24];
+    struct Fixed([u8; 24]);
+    impl rand::RngCore for Fixed {
+        fn next_u32(&mut self) -> u32 {
+            0
+        }
+        fn next_u64(&mut self) -> u64 {
+            0
+        }
+        fn fill_bytes(&mut self, d: &mut [u8]) {
+            d.copy_from_slice(&self.0[..d.len()]);
+        }
+        fn try_fill_bytes(&mut self, d: &mut [u8]) -> Result<(), rand::Error> {
+            self.fill_bytes(d);
+            Ok(())
+        }
+    }
+    impl rand::CryptoRng for Fixed {}
+
+    // libdat → crate
+    let (mut ours, payload) = SecretStream::with_header(&ri, header);
+    let mut theirs = PullStream::init(Header::from(header), &Key::from(rr.rx));
+    let lengths: Vec<usize> = (0..200).chain([1023, 1024, 1025, 65536, 70001]).collect();
+    for &n in &lengths {
+        let m = pattern(n);
+        let mut ct = ours.encrypt(&m).unwrap();
+        assert_eq!(
+            theirs.pull(&mut ct, &[]).unwrap(),
+            Tag::Message,
+            "length {n}"
+        );
+        assert!(ct == m, "length {n}: the crate decrypts libdat's message");
+    }
+
+    // crate → libdat, with every tag (FINAL last: libsodium rekeys after it, as libdat does,
+    // and the crate does not, so nothing may follow it here)
+    let (_, mut push) = PushStream::init(Fixed(header), &Key::from(ri.tx));
+    let (mut rx, _) = SecretStream::new(&rr);
+    rx.recv_header(&payload).unwrap();
+    let tags = [Tag::Message, Tag::Push, Tag::Rekey];
+    for (i, &n) in lengths.iter().enumerate() {
+        let m = pattern(n);
+        let mut ct = m.clone();
+        let tag = if i + 1 == lengths.len() {
+            Tag::Final
+        } else {
+            tags[i % 3]
+        };
+        push.push(&mut ct, &[], tag).unwrap();
+        let mut tampered = ct.clone();
+        let (mut probe, _) = SecretStream::new(&rr);
+        probe.recv_header(&payload).unwrap();
+        let got = rx.decrypt(&ct);
+        assert!(
+            got.as_ref().ok() == Some(&m),
+            "length {n}, tag {tag:?}: {got:?}"
+        );
+        // a flipped byte anywhere fails (on a fresh stream, which is then poisoned)
+        let at = (n * 7919) % tampered.len();
+        tampered[at] ^= 1;
+        if i == 0 {
+            assert!(probe.decrypt(&tampered).is_err());
+            assert!(probe.is_failed());
+        }
+    }
+}

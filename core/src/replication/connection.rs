@@ -269,6 +269,15 @@ impl Connection {
     /// Like [`Connection::receive`], but keeps received blocks until [`Connection::apply_received`]:
     /// a caller that has several reads at hand stores them in one transaction (one fsync).
     pub fn receive_deferred(&mut self, bytes: &[u8]) -> Result<()> {
+        self.receive_bounded(bytes, usize::MAX).map(|_| ())
+    }
+
+    /// Like [`Connection::receive_deferred`], but stops handling the peer's messages once about
+    /// `budget` bytes of replies are queued for sending, so that a driver can write them out (and
+    /// the peer start on them) before this side serves the rest: a read holding hundreds of block
+    /// requests then streams its answers instead of sending them all at the end. Returns true
+    /// while received messages wait for [`Connection::resume`].
+    pub fn receive_bounded(&mut self, bytes: &[u8], budget: usize) -> Result<bool> {
         self.transport.receive(bytes)?;
         if !self.connected && self.transport.is_established() {
             self.connected = true;
@@ -288,21 +297,38 @@ impl Connection {
         }
         // everything sent in answer to this read goes out in protomux batches (one encrypted
         // message each instead of one per reply)
-        self.mux.cork();
-        let result = self.receive_frames();
-        self.mux.uncork();
-        result?;
-        self.flush()
+        self.resume(budget)
     }
 
-    fn receive_frames(&mut self) -> Result<()> {
-        while let Some(frame) = self.transport.next_message() {
-            self.mux.receive(&frame)?;
+    /// Handles more of the messages received earlier (see [`Connection::receive_bounded`]).
+    /// Returns true while some still wait.
+    pub fn resume(&mut self, budget: usize) -> Result<bool> {
+        self.mux.cork();
+        let result = self.receive_frames(budget);
+        self.mux.uncork();
+        let more = result?;
+        self.flush()?;
+        Ok(more)
+    }
+
+    /// True when received messages wait to be handled ([`Connection::resume`]).
+    pub fn has_pending_input(&self) -> bool {
+        self.mux.has_events() || self.transport.has_messages()
+    }
+
+    fn receive_frames(&mut self, budget: usize) -> Result<bool> {
+        loop {
             while let Some(ev) = self.mux.next_event() {
                 self.on_mux_event(ev)?;
+                if self.mux.queued_bytes() >= budget {
+                    return Ok(self.has_pending_input());
+                }
             }
+            let Some(frame) = self.transport.next_message() else {
+                return Ok(false);
+            };
+            self.mux.receive(&frame)?;
         }
-        Ok(())
     }
 
     fn on_mux_event(&mut self, ev: Event) -> Result<()> {

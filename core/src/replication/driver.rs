@@ -142,7 +142,7 @@ where
             n = rd.read(&mut buf) => match n {
                 Ok(0) => break Ok(()),
                 Ok(n) => {
-                    if let Err(e) = conn.receive_deferred(&buf[..n]) {
+                    if let Err(e) = conn.receive_bounded(&buf[..n], SERVE_BUDGET) {
                         break Err(e);
                     }
                     // Take whatever else is already readable, so that the blocks of many reads
@@ -157,7 +157,7 @@ where
                                 Ok(0) => { eof = true; break }
                                 Ok(n) => {
                                     taken += n;
-                                    if let Err(e) = conn.receive_deferred(&buf[..n]) {
+                                    if let Err(e) = conn.receive_bounded(&buf[..n], SERVE_BUDGET) {
                                         failed = Some(e);
                                         break;
                                     }
@@ -185,6 +185,16 @@ where
                 }
                 Err(e) => break Err(e.into()),
             },
+            // serve what an earlier read left, a budget at a time (its answers are already out)
+            () = std::future::ready(()), if conn.has_pending_input() => {
+                if let Err(e) = conn.resume(SERVE_BUDGET) {
+                    break Err(e);
+                }
+                if applying.is_none() {
+                    applying = start_apply(&mut conn);
+                }
+                tokio::task::yield_now().await;
+            }
             done = async { applying.as_mut().expect("guarded").await }, if applying.is_some() => {
                 applying = None;
                 match done {
@@ -257,6 +267,10 @@ fn start_apply(conn: &mut Connection) -> Option<JoinHandle<Result<()>>> {
     let work = conn.take_received();
     (!work.is_empty()).then(|| tokio::task::spawn_blocking(move || work.apply()))
 }
+
+/// Bytes of replies (blocks served) queued before they are written out and the rest of a read's
+/// requests served.
+const SERVE_BUDGET: usize = 256 << 10;
 
 /// Bytes read before the received blocks are stored.
 const MAX_DEFERRED: usize = 8 << 20;

@@ -7,9 +7,9 @@ use std::collections::VecDeque;
 
 use crate::crypto::KeyPair;
 use crate::error::{Error, Result};
-use crate::wire::framing::{FrameDecoder, encode_frame_into};
+use crate::wire::framing::{FrameDecoder, HEADER_LEN, MAX_FRAME, encode_frame_into};
 use crate::wire::noise::{Handshake, HandshakeResult};
-use crate::wire::secret_stream::SecretStream;
+use crate::wire::secret_stream::{ABYTES, SecretStream};
 
 enum Phase {
     Handshake(Box<Handshake>),
@@ -23,7 +23,21 @@ pub struct SecureTransport {
     phase: Phase,
     result: Option<HandshakeResult>,
     out: Vec<u8>,
-    messages: VecDeque<Vec<u8>>,
+    messages: VecDeque<Plaintext>,
+}
+
+/// A decrypted message: the frame it arrived in, decrypted where it lay (no copy).
+#[derive(Debug)]
+pub struct Plaintext {
+    buf: Vec<u8>,
+    range: std::ops::Range<usize>,
+}
+
+impl std::ops::Deref for Plaintext {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.buf[self.range.clone()]
+    }
 }
 
 impl std::fmt::Debug for SecureTransport {
@@ -92,10 +106,11 @@ impl SecureTransport {
                         stream.recv_header(&frame)?;
                         continue;
                     }
-                    let plain = stream.decrypt(&frame)?;
+                    let mut buf = frame;
+                    let range = stream.decrypt_in_place(&mut buf)?;
                     // empty messages are keep-alives
-                    if !plain.is_empty() {
-                        self.messages.push_back(plain);
+                    if !range.is_empty() {
+                        self.messages.push_back(Plaintext { buf, range });
                     }
                 }
                 Phase::Failed => unreachable!("checked on entry"),
@@ -127,16 +142,35 @@ impl SecureTransport {
     }
 
     /// The next decrypted message, if any.
-    pub fn next_message(&mut self) -> Option<Vec<u8>> {
+    pub fn next_message(&mut self) -> Option<Plaintext> {
         self.messages.pop_front()
+    }
+
+    /// True when decrypted messages wait for [`SecureTransport::next_message`].
+    pub fn has_messages(&self) -> bool {
+        !self.messages.is_empty()
     }
 
     /// Encrypts and queues a message. Fails before the handshake completes.
     pub fn send(&mut self, plaintext: &[u8]) -> Result<()> {
         match &mut self.phase {
             Phase::Stream(stream) => {
-                let c = stream.encrypt(plaintext)?;
-                encode_frame_into(&c, &mut self.out)
+                // the frame's length prefix, then the ciphertext encrypted where it lands
+                let start = self.out.len();
+                let len = plaintext.len().saturating_add(ABYTES);
+                if len > MAX_FRAME {
+                    return Err(Error::FrameTooLarge {
+                        size: len,
+                        max: MAX_FRAME,
+                    });
+                }
+                self.out
+                    .extend_from_slice(&(len as u32).to_le_bytes()[..HEADER_LEN]);
+                if let Err(e) = stream.encrypt_into(plaintext, &mut self.out) {
+                    self.out.truncate(start);
+                    return Err(e);
+                }
+                Ok(())
             }
             _ => Err(Error::Protocol(
                 "cannot send before the handshake completes".into(),
@@ -190,8 +224,8 @@ mod tests {
         a.send(b"").unwrap();
         b.send(&vec![7u8; 100_000]).unwrap();
         pump(&mut a, &mut b);
-        assert_eq!(b.next_message().unwrap(), b"hello");
-        assert_eq!(b.next_message(), None, "keep-alives are dropped");
+        assert_eq!(&*b.next_message().unwrap(), b"hello");
+        assert!(b.next_message().is_none(), "keep-alives are dropped");
         assert_eq!(a.next_message().unwrap().len(), 100_000);
     }
 

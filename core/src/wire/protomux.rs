@@ -259,6 +259,17 @@ impl Mux {
         self.events.pop_front()
     }
 
+    /// True when received events wait for [`Mux::next_event`].
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
+    /// Bytes queued for sending: the frames waiting for [`Mux::next_frame`] and the open batch.
+    pub fn queued_bytes(&self) -> usize {
+        self.frames.iter().map(Vec::len).sum::<usize>()
+            + self.batch.as_ref().map_or(0, |b| b.buf.len())
+    }
+
     /// Every queued event, oldest first.
     pub fn drain_events(&mut self) -> Vec<Event> {
         self.events.drain(..).collect()
