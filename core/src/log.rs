@@ -805,6 +805,53 @@ impl Log {
         Ok(count)
     }
 
+    /// [`Log::missing_nodes`] without a storage read per level: `any_local(start, end)` tells
+    /// whether any block in `[start, end)` is stored (the scheduler's bitfield). A node whose
+    /// parent covers no stored block is counted missing without looking (a stored block's proof
+    /// stored its whole chain and its uncles, so a present node nearly always has a stored block
+    /// under it or under its sibling; when it does not, the request asks for a node more than it
+    /// needs, which is harmless). A node that may be present, and every root, is looked up, so
+    /// the count never falls short (the peer's proof would not verify) nor runs past a root (the
+    /// peer could not answer).
+    pub fn missing_nodes_hinted(
+        &self,
+        index: u64,
+        any_local: impl Fn(u64, u64) -> bool,
+    ) -> Result<u64> {
+        let head = 2 * self.length();
+        let mut ite = Iter::new(index);
+        if ite.peek_right_span() >= head {
+            return Ok(0);
+        }
+        let mut txn = None;
+        let mut count = 0;
+        while !ite.contains(head) {
+            let parent = crate::flat_tree::parent(ite.index);
+            let (first, last) = (
+                crate::flat_tree::left_span(parent) / 2,
+                crate::flat_tree::right_span(parent) / 2,
+            );
+            // a root of this length is stored without blocks (the upgrade proved it): always
+            // looked up, so the count never runs past a root
+            let root = crate::flat_tree::right_span(parent) >= head;
+            if root || any_local(first, last + 1) {
+                if txn.is_none() {
+                    txn = Some(self.storage().read()?);
+                }
+                let t = txn.as_ref().expect("just set");
+                if self.nodes(t).node(ite.index)?.is_some() {
+                    break;
+                }
+            }
+            count += 1;
+            if count > 64 {
+                break;
+            }
+            ite.parent();
+        }
+        Ok(count)
+    }
+
     /// Verifies a `data` message from a peer and stores what it proves. Nothing is stored unless
     /// every hash chains to a trusted node or a correctly signed root set.
     pub fn apply(&self, data: &Data) -> Result<Applied> {
@@ -826,6 +873,22 @@ impl Log {
     /// the first one that fails stops the batch. Returns what the applied ones changed and that
     /// first error. Everything applied before the error is stored.
     pub fn apply_batch(&self, datas: &[Data], peer: u64) -> (Vec<Applied>, Option<Error>) {
+        self.apply_batch_hashed(datas, leaf_hashes(datas), peer)
+    }
+
+    /// [`Log::apply_batch`] with the blocks' leaf hashes already computed ([`leaf_hashes`]), so
+    /// that a connection hashes on its own thread while the previous batch is being stored.
+    pub(crate) fn apply_batch_hashed(
+        &self,
+        datas: &[Data],
+        leaves: Vec<Hash>,
+        peer: u64,
+    ) -> (Vec<Applied>, Option<Error>) {
+        let leaves = if leaves.len() == datas.iter().filter(|d| d.block.is_some()).count() {
+            leaves
+        } else {
+            leaf_hashes(datas)
+        };
         let _w = self.lock_writes();
         let before = self.state().clone();
         let mut ctx = {
@@ -845,12 +908,7 @@ impl Log {
             Ok(t) => t,
             Err(e) => return (Vec::new(), Some(e)),
         };
-        // every block's leaf hash at once, several per SIMD pass
-        let values: Vec<&[u8]> = datas
-            .iter()
-            .filter_map(|d| d.block.as_ref().map(|b| b.value.as_slice()))
-            .collect();
-        let mut leaves = crypto::leaf_hashes_simd(&values).into_iter();
+        let mut leaves = leaves.into_iter();
         let mut out = Vec::new();
         let mut err = None;
         for data in datas {
@@ -1246,4 +1304,13 @@ impl Snapshot {
         let txn = self.log.storage().read()?;
         self.tree.seek(&self.log.nodes(&txn), bytes)
     }
+}
+
+/// The leaf hash of every block `datas` carry, in order, several per SIMD pass.
+pub(crate) fn leaf_hashes(datas: &[Data]) -> Vec<Hash> {
+    let values: Vec<&[u8]> = datas
+        .iter()
+        .filter_map(|d| d.block.as_ref().map(|b| b.value.as_slice()))
+        .collect();
+    crypto::leaf_hashes_simd(&values)
 }

@@ -479,9 +479,13 @@ impl Storage {
         if self.block_has(txn, id, index)? {
             return Ok(());
         }
+        // written straight into the page LMDB reserves (no intermediate copy of the block)
+        let one = [data];
         Ok(self
             .blocks
-            .put(txn, &pos_key(id, index), &Run::encode(&[data]))?)
+            .put_reserved(txn, &pos_key(id, index), Run::encoded_len(&one), |w| {
+                Run::write(&one, w)
+            })?)
     }
 
     /// The end of the stored blocks that follow `from` without a gap (at most `to`); reads only
@@ -630,18 +634,28 @@ struct Run<'a> {
 
 impl<'a> Run<'a> {
     fn encode<B: AsRef<[u8]>>(blocks: &[B]) -> Vec<u8> {
-        let total: usize = blocks.iter().map(|b| b.as_ref().len()).sum();
-        let mut out = Vec::with_capacity(4 + 4 * blocks.len() + total);
-        out.extend_from_slice(&(blocks.len() as u32).to_le_bytes());
+        let mut out = Vec::with_capacity(Self::encoded_len(blocks));
+        Self::write(blocks, &mut out).expect("writing to a Vec cannot fail");
+        out
+    }
+
+    /// The length of [`Run::encode`]'s output.
+    fn encoded_len<B: AsRef<[u8]>>(blocks: &[B]) -> usize {
+        4 + 4 * blocks.len() + blocks.iter().map(|b| b.as_ref().len()).sum::<usize>()
+    }
+
+    /// Writes the encoding to `w` (straight into LMDB's reserved space, say).
+    fn write<B: AsRef<[u8]>>(blocks: &[B], w: &mut impl std::io::Write) -> std::io::Result<()> {
+        w.write_all(&(blocks.len() as u32).to_le_bytes())?;
         let mut end = 0u32;
         for b in blocks {
             end += b.as_ref().len() as u32;
-            out.extend_from_slice(&end.to_le_bytes());
+            w.write_all(&end.to_le_bytes())?;
         }
         for b in blocks {
-            out.extend_from_slice(b.as_ref());
+            w.write_all(b.as_ref())?;
         }
-        out
+        Ok(())
     }
 
     fn parse(bytes: &'a [u8]) -> std::result::Result<Self, String> {

@@ -327,7 +327,10 @@ impl Channel {
                             failed.push(block);
                             continue;
                         }
-                        let nodes = self.log.missing_nodes(2 * block).unwrap_or(0);
+                        let nodes = self
+                            .log
+                            .missing_nodes_hinted(2 * block, |a, b| self.replicator.any_local(a, b))
+                            .unwrap_or(0);
                         let id = self.next_request_id();
                         self.inflight.insert(id, Inflight::Block(block, sid));
                         self.wire_ids.insert(sid, id);
@@ -492,7 +495,8 @@ impl Channel {
     /// means the peer sent something invalid and must be dropped (what was valid is kept).
     pub(crate) fn flush_data(&mut self, peer: u64, out: &mut Outbox) -> Result<()> {
         let batch = self.take_pending();
-        apply_data(&self.log, &batch, peer)?;
+        let leaves = crate::log::leaf_hashes(&batch);
+        apply_data(&self.log, &batch, leaves, peer)?;
         self.schedule(out);
         Ok(())
     }
@@ -564,11 +568,16 @@ impl Drop for Channel {
 
 /// Verifies and stores `batch` from `peer` in one transaction. An `Err` means the peer sent
 /// something invalid and must be dropped (what was valid before it is kept).
-pub(crate) fn apply_data(log: &Log, batch: &[crate::proof::Data], peer: u64) -> Result<()> {
+pub(crate) fn apply_data(
+    log: &Log,
+    batch: &[crate::proof::Data],
+    leaves: Vec<crate::crypto::Hash>,
+    peer: u64,
+) -> Result<()> {
     if batch.is_empty() {
         return Ok(());
     }
-    let (_, err) = log.apply_batch(batch, peer);
+    let (_, err) = log.apply_batch_hashed(batch, leaves, peer);
     if err.is_some() {
         // blocks whose answers were overtaken go back to the scheduler, to be asked again
         let r = log.replicator();

@@ -85,7 +85,9 @@ static NEXT_PEER_ID: AtomicU64 = AtomicU64::new(1);
 /// Blocks received on a connection, not yet verified and stored ([`Connection::take_received`]).
 #[derive(Debug, Default)]
 pub struct Received {
-    work: Vec<(Log, Vec<crate::proof::Data>)>,
+    /// Per log: the blocks and their leaf hashes (computed by `take_received`, on the
+    /// connection's thread).
+    work: Vec<(Log, Vec<crate::proof::Data>, Vec<Hash>)>,
     peer: u64,
 }
 
@@ -99,10 +101,21 @@ impl Received {
     /// something invalid and must be dropped (what was valid before it is kept). Once stored,
     /// the logs' schedulers issue the next requests (see [`Connection::waker`]).
     pub fn apply(self) -> Result<()> {
-        for (log, batch) in &self.work {
-            super::channel::apply_data(log, batch, self.peer)?;
+        self.apply_kept().0
+    }
+
+    /// [`Received::apply`], handing the blocks back: a caller that stores on another thread
+    /// frees them where they were allocated (a thread freeing another's allocations contends for
+    /// the allocator's lock with it).
+    pub fn apply_kept(mut self) -> (Result<()>, Self) {
+        let mut result = Ok(());
+        for (log, batch, leaves) in &mut self.work {
+            result = super::channel::apply_data(log, batch, std::mem::take(leaves), self.peer);
+            if result.is_err() {
+                break;
+            }
         }
-        Ok(())
+        (result, self)
     }
 }
 
@@ -462,6 +475,10 @@ impl Connection {
             .values_mut()
             .map(|c| (c.log.clone(), c.take_pending()))
             .filter(|(_, d)| !d.is_empty())
+            .map(|(log, d)| {
+                let leaves = crate::log::leaf_hashes(&d);
+                (log, d, leaves)
+            })
             .collect();
         Received {
             work,

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::log::Log;
 use crate::store::Store;
 
-use super::connection::{Connection, ConnectionEvent, ConnectionOptions};
+use super::connection::{Connection, ConnectionEvent, ConnectionOptions, Received};
 
 enum Command {
     Replicate(Log, bool),
@@ -105,9 +105,27 @@ where
             let mut sub = log.subscribe();
             let tx = changed_tx.clone();
             tokio::spawn(async move {
-                // lagging only means several changes were merged into one notification
-                while let Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) = sub.recv().await {
-                    if tx.send(dk).is_err() {
+                loop {
+                    // a download needs nothing from the connection (the scheduler already
+                    // knows of it): only length, fork and clears do; what queued meanwhile goes
+                    // into one notification
+                    let mut changed = false;
+                    match sub.recv().await {
+                        Ok(ev) => changed |= !matches!(ev, crate::log::LogEvent::Download { .. }),
+                        // lagging only means several changes were merged into one
+                        Err(broadcast::error::RecvError::Lagged(_)) => changed = true,
+                        Err(broadcast::error::RecvError::Closed) => break,
+                    }
+                    loop {
+                        match sub.try_recv() {
+                            Ok(ev) => {
+                                changed |= !matches!(ev, crate::log::LogEvent::Download { .. })
+                            }
+                            Err(broadcast::error::TryRecvError::Lagged(_)) => changed = true,
+                            Err(_) => break,
+                        }
+                    }
+                    if changed && tx.send(dk).is_err() {
                         break;
                     }
                 }
@@ -120,7 +138,7 @@ where
     }
     // logs opened in the store later join this connection (as corestore does)
     let wake = conn.waker();
-    let mut applying: Option<JoinHandle<Result<()>>> = None;
+    let mut applying: Option<JoinHandle<(Result<()>, Received)>> = None;
     let mut ticks = tokio::time::interval(crate::scheduler::SchedulerOptions::default().tick);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut buf = vec![0u8; 64 * 1024];
@@ -198,8 +216,9 @@ where
             done = async { applying.as_mut().expect("guarded").await }, if applying.is_some() => {
                 applying = None;
                 match done {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => break Err(e),
+                    // the blocks are freed here, on the thread that read them
+                    Ok((Ok(()), stored)) => drop(stored),
+                    Ok((Err(e), _)) => break Err(e),
                     Err(e) => break Err(Error::Io(std::io::Error::other(e.to_string()))),
                 }
                 applying = start_apply(&mut conn);
@@ -263,9 +282,9 @@ where
     result
 }
 
-fn start_apply(conn: &mut Connection) -> Option<JoinHandle<Result<()>>> {
+fn start_apply(conn: &mut Connection) -> Option<JoinHandle<(Result<()>, Received)>> {
     let work = conn.take_received();
-    (!work.is_empty()).then(|| tokio::task::spawn_blocking(move || work.apply()))
+    (!work.is_empty()).then(|| tokio::task::spawn_blocking(move || work.apply_kept()))
 }
 
 /// Bytes of replies (blocks served) queued before they are written out and the rest of a read's

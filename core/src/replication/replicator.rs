@@ -210,6 +210,15 @@ impl Replicator {
         out
     }
 
+    /// True when any block in `[start, end)` is local (as the scheduler knows it).
+    pub(crate) fn any_local(&self, start: u64, end: u64) -> bool {
+        self.lock()
+            .sched
+            .local()
+            .next_set(start)
+            .is_some_and(|i| i < end)
+    }
+
     /// Peers currently registered.
     pub fn peer_count(&self) -> usize {
         self.lock().peers.len()
