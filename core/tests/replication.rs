@@ -329,3 +329,38 @@ async fn a_cleared_block_is_downloaded_again_when_read() {
     wh.close().await.unwrap();
     rh.join().await.unwrap();
 }
+
+/// When a connection ends, each side reports `PeerRemove` for every log still shared on it (as
+/// the reference does when a replication stream closes), whichever side closed it, and the
+/// writer's scheduler no longer counts the peer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_ends_reports_peer_remove_for_the_logs_it_shared() {
+    use dat_core::replication::ConnectionEvent;
+    let (wd, rd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (wstore, wlog) = writer_with(wd.path(), 20);
+    let rstore = Store::open(rd.path()).unwrap();
+    let rlog = rstore.open_log(&wlog.key(), None).unwrap();
+    let (wh, rh) = pipe(&wstore, &wlog, false, &rstore, &rlog, false);
+    let (mut wev, mut rev) = (wh.subscribe(), rh.subscribe());
+    until_complete(&rlog, 20).await;
+    assert_eq!(wlog.replicator().peer_count(), 1);
+
+    rh.close().await.unwrap(); // the reader closes; the writer sees the stream end
+    wh.join().await.unwrap();
+    let removed = |rx: &mut tokio::sync::broadcast::Receiver<ConnectionEvent>| {
+        let mut adds = 0;
+        let mut removes = Vec::new();
+        while let Ok(ev) = rx.try_recv() {
+            match ev {
+                ConnectionEvent::PeerAdd { .. } => adds += 1,
+                ConnectionEvent::PeerRemove { discovery_key } => removes.push(discovery_key),
+                _ => {}
+            }
+        }
+        (adds, removes)
+    };
+    let dk = wlog.discovery_key();
+    assert_eq!(removed(&mut wev), (1, vec![dk]), "writer side");
+    assert_eq!(removed(&mut rev), (1, vec![dk]), "reader side");
+    assert_eq!(wlog.replicator().peer_count(), 0);
+}

@@ -20,7 +20,9 @@ static void on_done(void *userdata, dat_status status) {
 typedef struct {
   signal_t downloads;
   signal_t peers;
+  signal_t removed; /* peer-remove events for the log (the connection ended) */
   uint8_t peer_key[32];
+  uint8_t removed_key[32];
   uint64_t max_index;
 } seen_t;
 
@@ -39,6 +41,10 @@ static void on_connection_event(void *userdata, const dat_event *ev) {
   if (ev->kind == DAT_EVENT_PEER_ADD) {
     memcpy(s->peer_key, ev->key, 32);
     signal_raise(&s->peers, DAT_OK);
+  }
+  if (ev->kind == DAT_EVENT_PEER_REMOVE) {
+    memcpy(s->removed_key, ev->key, 32);
+    signal_raise(&s->removed, DAT_OK);
   }
 }
 
@@ -78,6 +84,7 @@ int main(void) {
   memset(&seen, 0, sizeof seen);
   signal_init(&seen.downloads);
   signal_init(&seen.peers);
+  signal_init(&seen.removed);
   dat_subscription *conn_sub = NULL;
   CHECK_OK(dat_connection_subscribe(conn, on_connection_event, &seen, &conn_sub));
 
@@ -157,6 +164,9 @@ int main(void) {
   CHECK_STATUS(dat_log_get(rlog, 1000, 50, &b), DAT_TIMEOUT);
 
   CHECK_OK(dat_connection_close(conn));
+  /* the log it shared is reported removed when the connection ends */
+  CHECK(signal_wait(&seen.removed, 1, WAIT_MS) == 1);
+  CHECK(memcmp(seen.removed_key, dkey, 32) == 0);
   CHECK_OK(dat_connection_close(conn)); /* closing twice is fine */
   dat_subscription_free(conn_sub);
   dat_connection_free(conn);
@@ -172,6 +182,7 @@ int main(void) {
   signal_destroy(&cancelled.signal);
   signal_destroy(&seen.downloads);
   signal_destroy(&seen.peers);
+  signal_destroy(&seen.removed);
   remove_dir(wdir);
   remove_dir(rdir);
   return finish();

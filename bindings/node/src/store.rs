@@ -1,6 +1,5 @@
 //! `Store`: a directory of logs and drives, and its replication (`listen`, `connect`).
 
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -81,8 +80,8 @@ impl StoreShared {
 const ENDED_POLL: Duration = Duration::from_millis(20);
 
 /// Owns one connection: forwards its events to the store's stream until it ends (closed here,
-/// by the peer, or failed), then reports `peer-remove` for the logs still paired on it (as
-/// hypercore does when a replication stream closes) and how it ended.
+/// by the peer, or failed; the core then reports `peer-remove` for the logs still paired on it),
+/// then reports how it ended.
 async fn run_conn(
     handle: ReplicationHandle,
     mut rx: broadcast::Receiver<ConnectionEvent>,
@@ -90,17 +89,7 @@ async fn run_conn(
     tx: broadcast::Sender<ConnectionEvent>,
     ended: watch::Sender<Option<std::result::Result<(), String>>>,
 ) {
-    let mut paired = HashSet::new();
-    let mut forward = |ev: ConnectionEvent| {
-        match &ev {
-            ConnectionEvent::PeerAdd { discovery_key } => {
-                paired.insert(*discovery_key);
-            }
-            ConnectionEvent::PeerRemove { discovery_key } => {
-                paired.remove(discovery_key);
-            }
-            _ => {}
-        }
+    let forward = |ev: ConnectionEvent| {
         let _ = tx.send(ev);
     };
     let mut poll = tokio::time::interval(ENDED_POLL);
@@ -131,9 +120,6 @@ async fn run_conn(
     // the events the connection sent before it ended
     while let Ok(ev) = rx.try_recv() {
         forward(ev);
-    }
-    for discovery_key in paired {
-        let _ = tx.send(ConnectionEvent::PeerRemove { discovery_key });
     }
     ended.send_replace(Some(result));
 }

@@ -5,7 +5,7 @@
 //! one broadcast channel (the [`Hub`]). Every buffer is a tokio broadcast ring (1024 events); a
 //! reader that falls behind gets one `"lagged"` event with the number of events it missed.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -220,10 +220,8 @@ impl Hub {
         forward(rx, tx, move |ev| Ev::Log(dk, ev))
     }
 
-    /// Forwards a connection's events. When the connection ends (closed here, by the peer, or
-    /// failed), reports `peer-remove` for each log still paired on it, as hypercore does when a
-    /// replication stream closes (the core reports it only for a channel the peer closes).
-    /// `ended()` tells whether the connection ended while its handle is still held; once the
+    /// Forwards a connection's events, until it ends (closed here, by the peer, or failed; the
+    /// core then reports `peer-remove` for each log still paired on it). `ended()` tells whether the connection ended while its handle is still held; once the
     /// handle is dropped (`close()`), the channel closing says so.
     pub fn watch_connection(
         &self,
@@ -232,17 +230,7 @@ impl Hub {
     ) -> Result<()> {
         let tx = self.tx.clone();
         runtime()?.spawn(async move {
-            let mut paired: HashSet<Hash> = HashSet::new();
-            let mut send = |ev: ConnectionEvent| {
-                match ev {
-                    ConnectionEvent::PeerAdd { discovery_key } => {
-                        paired.insert(discovery_key);
-                    }
-                    ConnectionEvent::PeerRemove { discovery_key } => {
-                        paired.remove(&discovery_key);
-                    }
-                    _ => {}
-                }
+            let send = |ev: ConnectionEvent| {
                 // no subscriber is fine
                 let _ = tx.send(Ev::Conn(ev));
             };
@@ -271,9 +259,6 @@ impl Hub {
                         break;
                     },
                 }
-            }
-            for discovery_key in paired {
-                let _ = tx.send(Ev::Conn(ConnectionEvent::PeerRemove { discovery_key }));
             }
         });
         Ok(())

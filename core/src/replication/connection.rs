@@ -526,6 +526,25 @@ impl Connection {
         self.events.pop_front()
     }
 
+    /// Ends the connection's channels: every log still shared with the peer is reported with
+    /// [`ConnectionEvent::PeerRemove`] (as the reference reports when a replication stream
+    /// closes) and leaves its scheduler. Call it once the byte stream has ended; the connection
+    /// takes no more bytes afterwards.
+    pub fn end(&mut self) {
+        let ids: Vec<ChannelId> = self.channels.keys().copied().collect();
+        for ch in ids {
+            if let Some(c) = self.channels.remove(&ch) {
+                let dk = c.log.discovery_key();
+                self.by_dk.remove(&dk);
+                if c.paired {
+                    self.events
+                        .push_back(ConnectionEvent::PeerRemove { discovery_key: dk });
+                }
+            }
+        }
+        self.pending_logs.clear();
+    }
+
     /// The discovery keys of the logs paired on this connection.
     pub fn paired_logs(&self) -> Vec<Hash> {
         self.channels

@@ -279,6 +279,11 @@ where
     }
     drop(out_tx);
     let _ = writer.await;
+    // the logs still shared are no longer: their `PeerRemove` goes out before the handle ends
+    conn.end();
+    while let Some(ev) = conn.next_event() {
+        let _ = events.send(ev);
+    }
     result
 }
 
