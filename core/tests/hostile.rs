@@ -40,23 +40,28 @@ impl Evil {
             if out.is_empty() && back.is_empty() {
                 return Ok(());
             }
-            self.t.receive(&back).unwrap();
-            while let Some(m) = self.t.next_message() {
-                self.mux.receive(&m).unwrap();
-                while let Some(ev) = self.mux.next_event() {
-                    if let Event::Message {
-                        message_type,
-                        payload,
-                        ..
-                    } = ev
-                    {
-                        self.received
-                            .push(Message::decode(message_type, &payload).unwrap());
-                    }
+            self.take_replies(&back);
+        }
+        Ok(())
+    }
+
+    /// Decrypts and decodes the honest side's bytes into `received`.
+    fn take_replies(&mut self, bytes: &[u8]) {
+        self.t.receive(bytes).unwrap();
+        while let Some(m) = self.t.next_message() {
+            self.mux.receive(&m).unwrap();
+            while let Some(ev) = self.mux.next_event() {
+                if let Event::Message {
+                    message_type,
+                    payload,
+                    ..
+                } = ev
+                {
+                    self.received
+                        .push(Message::decode(message_type, &payload).unwrap());
                 }
             }
         }
-        Ok(())
     }
 
     fn open(&mut self, log_key: &[u8; 32], capability_ok: bool) {
@@ -494,21 +499,7 @@ fn a_read_full_of_requests_is_answered_a_budget_at_a_time() {
     loop {
         // what this round produced, decoded on the peer's side
         let before = evil.received.len();
-        evil.t.receive(&w.take_output()).unwrap();
-        while let Some(m) = evil.t.next_message() {
-            evil.mux.receive(&m).unwrap();
-            while let Some(ev) = evil.mux.next_event() {
-                if let Event::Message {
-                    message_type,
-                    payload,
-                    ..
-                } = ev
-                {
-                    evil.received
-                        .push(Message::decode(message_type, &payload).unwrap());
-                }
-            }
-        }
+        evil.take_replies(&w.take_output());
         per_round.push(evil.received.len() - before);
         rounds += 1;
         assert_eq!(more, w.has_pending_input());

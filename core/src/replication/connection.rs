@@ -423,16 +423,7 @@ impl Connection {
                 }
                 self.send_all(channel, out)?;
             }
-            Event::Closed { channel } | Event::Rejected { channel } => {
-                if let Some(c) = self.channels.remove(&channel) {
-                    let dk = c.log.discovery_key();
-                    self.by_dk.remove(&dk);
-                    if c.paired {
-                        self.events
-                            .push_back(ConnectionEvent::PeerRemove { discovery_key: dk });
-                    }
-                }
-            }
+            Event::Closed { channel } | Event::Rejected { channel } => self.drop_channel(channel),
         }
         Ok(())
     }
@@ -533,16 +524,21 @@ impl Connection {
     pub fn end(&mut self) {
         let ids: Vec<ChannelId> = self.channels.keys().copied().collect();
         for ch in ids {
-            if let Some(c) = self.channels.remove(&ch) {
-                let dk = c.log.discovery_key();
-                self.by_dk.remove(&dk);
-                if c.paired {
-                    self.events
-                        .push_back(ConnectionEvent::PeerRemove { discovery_key: dk });
-                }
-            }
+            self.drop_channel(ch);
         }
         self.pending_logs.clear();
+    }
+
+    /// Forgets a channel (its log leaves the scheduler); a paired one is reported removed.
+    fn drop_channel(&mut self, channel: ChannelId) {
+        if let Some(c) = self.channels.remove(&channel) {
+            let dk = c.log.discovery_key();
+            self.by_dk.remove(&dk);
+            if c.paired {
+                self.events
+                    .push_back(ConnectionEvent::PeerRemove { discovery_key: dk });
+            }
+        }
     }
 
     /// The discovery keys of the logs paired on this connection.
