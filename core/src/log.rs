@@ -787,22 +787,8 @@ impl Log {
     /// How many ancestors of node `index` a request should ask for: those not stored locally, up to
     /// a root of the current length.
     pub fn missing_nodes(&self, index: u64) -> Result<u64> {
-        let head = 2 * self.length();
-        let mut ite = Iter::new(index);
-        if ite.peek_right_span() >= head {
-            return Ok(0);
-        }
-        let txn = self.storage().read()?;
-        let nodes = self.nodes(&txn);
-        let mut count = 0;
-        while !ite.contains(head) && nodes.node(ite.index)?.is_none() {
-            count += 1;
-            if count > 64 {
-                break;
-            }
-            ite.parent();
-        }
-        Ok(count)
+        // every node looked up
+        self.missing_nodes_hinted(index, |_, _| true)
     }
 
     /// [`Log::missing_nodes`] without a storage read per level: `any_local(start, end)` tells
@@ -827,14 +813,13 @@ impl Log {
         let mut count = 0;
         while !ite.contains(head) {
             let parent = crate::flat_tree::parent(ite.index);
-            let (first, last) = (
-                crate::flat_tree::left_span(parent) / 2,
-                crate::flat_tree::right_span(parent) / 2,
+            let (left, right) = (
+                crate::flat_tree::left_span(parent),
+                crate::flat_tree::right_span(parent),
             );
             // a root of this length is stored without blocks (the upgrade proved it): always
             // looked up, so the count never runs past a root
-            let root = crate::flat_tree::right_span(parent) >= head;
-            if root || any_local(first, last + 1) {
+            if right >= head || any_local(left / 2, right / 2 + 1) {
                 if txn.is_none() {
                     txn = Some(self.storage().read()?);
                 }
@@ -884,11 +869,10 @@ impl Log {
         leaves: Vec<Hash>,
         peer: u64,
     ) -> (Vec<Applied>, Option<Error>) {
-        let leaves = if leaves.len() == datas.iter().filter(|d| d.block.is_some()).count() {
-            leaves
-        } else {
-            leaf_hashes(datas)
-        };
+        debug_assert_eq!(
+            leaves.len(),
+            datas.iter().filter(|d| d.block.is_some()).count()
+        );
         let _w = self.lock_writes();
         let before = self.state().clone();
         let mut ctx = {

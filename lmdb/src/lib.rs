@@ -137,16 +137,6 @@ impl MappedPages {
         })
     }
 
-    /// Bytes of address space this covers (0 when nothing was found).
-    pub fn len(&self) -> u64 {
-        self.ranges.iter().map(|(a, b)| (b - a) as u64).sum()
-    }
-
-    /// True when no mapping was found (nothing to release).
-    pub fn is_empty(&self) -> bool {
-        self.ranges.is_empty()
-    }
-
     /// Unmaps the touched pages from this process (see the type's documentation).
     pub fn release(&self) -> std::io::Result<()> {
         #[cfg(target_os = "linux")]

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 
 use crate::crypto::KeyPair;
 use crate::error::{Error, Result};
-use crate::wire::framing::{FrameDecoder, HEADER_LEN, MAX_FRAME, encode_frame_into};
+use crate::wire::framing::{FrameDecoder, encode_frame_into, push_frame_header};
 use crate::wire::noise::{Handshake, HandshakeResult};
 use crate::wire::secret_stream::{ABYTES, SecretStream};
 
@@ -157,15 +157,7 @@ impl SecureTransport {
             Phase::Stream(stream) => {
                 // the frame's length prefix, then the ciphertext encrypted where it lands
                 let start = self.out.len();
-                let len = plaintext.len().saturating_add(ABYTES);
-                if len > MAX_FRAME {
-                    return Err(Error::FrameTooLarge {
-                        size: len,
-                        max: MAX_FRAME,
-                    });
-                }
-                self.out
-                    .extend_from_slice(&(len as u32).to_le_bytes()[..HEADER_LEN]);
+                push_frame_header(plaintext.len().saturating_add(ABYTES), &mut self.out)?;
                 if let Err(e) = stream.encrypt_into(plaintext, &mut self.out) {
                     self.out.truncate(start);
                     return Err(e);

@@ -24,15 +24,21 @@ pub fn encode_frame(payload: &[u8]) -> Result<Vec<u8>> {
 
 /// Appends `uint24le(payload.len()) || payload` to `out` (unchanged on error).
 pub fn encode_frame_into(payload: &[u8], out: &mut Vec<u8>) -> Result<()> {
-    if payload.len() > MAX_FRAME {
+    push_frame_header(payload.len(), out)?;
+    out.extend_from_slice(payload);
+    Ok(())
+}
+
+/// Appends the length prefix of a `len`-byte frame to `out`, for a caller that writes the payload
+/// after it itself (unchanged on error).
+pub fn push_frame_header(len: usize, out: &mut Vec<u8>) -> Result<()> {
+    if len > MAX_FRAME {
         return Err(Error::FrameTooLarge {
-            size: payload.len(),
+            size: len,
             max: MAX_FRAME,
         });
     }
-    let len = payload.len() as u32;
-    out.extend_from_slice(&len.to_le_bytes()[..HEADER_LEN]);
-    out.extend_from_slice(payload);
+    out.extend_from_slice(&(len as u32).to_le_bytes()[..HEADER_LEN]);
     Ok(())
 }
 
