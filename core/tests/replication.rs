@@ -332,7 +332,8 @@ async fn a_cleared_block_is_downloaded_again_when_read() {
 
 /// When a connection ends, each side reports `PeerRemove` for every log still shared on it (as
 /// the reference does when a replication stream closes), whichever side closed it, and the
-/// writer's scheduler no longer counts the peer.
+/// writer's scheduler no longer counts the peer. The first subscriber to a connection's events
+/// sees them from the start, even when it subscribes after the logs were paired.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_that_ends_reports_peer_remove_for_the_logs_it_shared() {
     use dat_core::replication::ConnectionEvent;
@@ -341,9 +342,11 @@ async fn a_connection_that_ends_reports_peer_remove_for_the_logs_it_shared() {
     let rstore = Store::open(rd.path()).unwrap();
     let rlog = rstore.open_log(&wlog.key(), None).unwrap();
     let (wh, rh) = pipe(&wstore, &wlog, false, &rstore, &rlog, false);
-    let (mut wev, mut rev) = (wh.subscribe(), rh.subscribe());
     until_complete(&rlog, 20).await;
     assert_eq!(wlog.replicator().peer_count(), 1);
+    // subscribed after the logs were paired: the first subscriber still sees the PeerAdd
+    let (mut wev, mut rev) = (wh.subscribe(), rh.subscribe());
+    let mut late = wh.subscribe(); // a second subscriber sees only what comes from now on
 
     rh.close().await.unwrap(); // the reader closes; the writer sees the stream end
     wh.join().await.unwrap();
@@ -362,5 +365,6 @@ async fn a_connection_that_ends_reports_peer_remove_for_the_logs_it_shared() {
     let dk = wlog.discovery_key();
     assert_eq!(removed(&mut wev), (1, vec![dk]), "writer side");
     assert_eq!(removed(&mut rev), (1, vec![dk]), "reader side");
+    assert_eq!(removed(&mut late), (0, vec![dk]), "late subscriber");
     assert_eq!(wlog.replicator().peer_count(), 0);
 }

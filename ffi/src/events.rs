@@ -236,8 +236,10 @@ pub extern "C" fn dat_log_subscribe(
 
 /// Subscribes to `conn`'s events: the handshake (`DAT_EVENT_CONNECTED`), logs pairing and closing
 /// (`DAT_EVENT_PEER_ADD`, `DAT_EVENT_PEER_REMOVE`) and blocks sent (`DAT_EVENT_UPLOAD`), on a
-/// thread of this subscription's own, as `dat_log_subscribe`. A closed connection gives
-/// `DAT_CANCELLED`.
+/// thread of this subscription's own, as `dat_log_subscribe`. The first subscription to a
+/// connection gets its events from the start (the handshake and the first pairings are not missed
+/// when it subscribes after `dat_replicator_connect` returns); later ones get the events from the
+/// moment they subscribe. A closed connection gives `DAT_CANCELLED`.
 #[unsafe(no_mangle)]
 pub extern "C" fn dat_connection_subscribe(
     conn: *const dat_connection,

@@ -25,6 +25,8 @@ enum Command {
 pub struct ReplicationHandle {
     commands: mpsc::UnboundedSender<Command>,
     events: broadcast::Sender<ConnectionEvent>,
+    /// Subscribed at the start; handed to the first [`ReplicationHandle::subscribe`].
+    first: std::sync::Mutex<Option<broadcast::Receiver<ConnectionEvent>>>,
     task: JoinHandle<Result<()>>,
 }
 
@@ -34,9 +36,13 @@ impl ReplicationHandle {
         let _ = self.commands.send(Command::Replicate(log.clone(), sparse));
     }
 
-    /// Subscribes to the connection's events.
+    /// Subscribes to the connection's events. The first subscriber gets every event since the
+    /// connection started (the last [`EVENT_BUFFER`] of them, if it subscribes late), so a
+    /// `PeerAdd` that comes before the caller subscribes is not lost; later subscribers get the
+    /// events from the moment they subscribe.
     pub fn subscribe(&self) -> broadcast::Receiver<ConnectionEvent> {
-        self.events.subscribe()
+        let mut first = self.first.lock().unwrap_or_else(|p| p.into_inner());
+        first.take().unwrap_or_else(|| self.events.subscribe())
     }
 
     /// Closes the connection and waits for it to end.
@@ -58,6 +64,10 @@ impl ReplicationHandle {
     }
 }
 
+/// How many connection events a subscriber that falls behind can have queued before it misses
+/// the oldest (its next `recv` then reports how many it missed).
+pub const EVENT_BUFFER: usize = 1024;
+
 /// Starts replicating `logs` over `stream`. The returned handle ends when the stream closes or
 /// the peer misbehaves (its error says why).
 pub fn spawn<S>(conn: Connection, stream: S, logs: Vec<(Log, bool)>) -> ReplicationHandle
@@ -65,13 +75,14 @@ where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (commands, rx) = mpsc::unbounded_channel();
-    let events = broadcast::channel(1024).0;
+    let (events, first) = broadcast::channel(EVENT_BUFFER);
     // subscribed before the task starts: a log opened right after `spawn` returns is not missed
     let opened = conn.store().subscribe_opened();
     let task = tokio::spawn(run(conn, stream, logs, rx, events.clone(), opened));
     ReplicationHandle {
         commands,
         events,
+        first: std::sync::Mutex::new(Some(first)),
         task,
     }
 }
