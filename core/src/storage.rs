@@ -459,13 +459,27 @@ impl Storage {
                 bytes += blocks[end].as_ref().len();
                 end += 1;
             }
-            runs.push((
-                pos_key(id, first + start as u64),
-                Run::encode(&blocks[start..end]),
-            ));
+            runs.push((pos_key(id, first + start as u64), &blocks[start..end]));
             start = end;
         }
-        put_sorted(&self.blocks, txn, runs.into_iter())
+        let Some((first_key, _)) = runs.first() else {
+            return Ok(());
+        };
+        let last: Option<Vec<u8>> = self.blocks.last(txn)?.map(|(k, _)| k.to_vec());
+        if last.is_some_and(|l| first_key.as_slice() <= l.as_slice()) {
+            // not at the table's end (rare: a log appended behind another one's blocks)
+            let encoded = runs.into_iter().map(|(k, run)| (k, Run::encode(run)));
+            return put_sorted(&self.blocks, txn, encoded);
+        }
+        // each run written straight into the space LMDB reserves for it (no encoded copy)
+        let items = runs.into_iter().map(|(key, run)| {
+            (
+                key,
+                Run::encoded_len(run),
+                move |w: &mut dat_lmdb::heed::ReservedSpace| Run::write(run, w),
+            )
+        });
+        Ok(dat_lmdb::append_sorted_reserved(&self.blocks, txn, items)?)
     }
 
     /// Stores one block (from a peer) unless it is already stored.

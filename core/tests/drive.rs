@@ -538,3 +538,76 @@ async fn a_whole_remote_drive_reads_right_after_open() {
         wc.join().await.unwrap();
     }
 }
+
+/// A file larger than one append batch (16 MiB) is stored batch by batch on a thread of its own
+/// while the writer cuts the next: whatever the write sizes, the blocks are the 64 KiB blocks of
+/// the file in order, and an append made to the content log behind the writer's back is caught.
+#[test]
+fn a_large_file_is_appended_in_background_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(
+        dir.path(),
+        StoreOptions {
+            durability: dat_core::Durability::NoSync,
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap();
+    let drive = Drive::create(&store).unwrap();
+    drive.put("/before.txt", b"earlier content").unwrap();
+    let first_block = drive.content_log().length();
+    let size = (40 << 20) + 12_345;
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let data: Vec<u8> = (0..size)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let mut w = drive.writer("/big.bin", PutOptions::default()).unwrap();
+    let sizes = [1usize, 70_000, 1 << 20, 3, (2 << 20) + 7, 65_536, 65_535];
+    let (mut off, mut k) = (0, 0);
+    while off < size {
+        let n = sizes[k % sizes.len()].min(size - off);
+        std::io::Write::write_all(&mut w, &data[off..off + n]).unwrap();
+        off += n;
+        k += 1;
+    }
+    let (entry, _) = w.finish().unwrap();
+    assert_eq!(entry.size(), size as u64);
+    let log = drive.content_log();
+    let blocks = size.div_ceil(64 << 10) as u64;
+    assert_eq!(log.length(), first_block + blocks);
+    for i in 0..blocks {
+        let b = log.get(first_block + i).unwrap();
+        let start = i as usize * (64 << 10);
+        assert_eq!(b, data[start..(start + (64 << 10)).min(size)], "block {i}");
+    }
+    assert_eq!(drive.get("/big.bin").unwrap().unwrap(), data);
+
+    // someone appends to the content log while a large write is under way
+    let mut w = drive.writer("/second.bin", PutOptions::default()).unwrap();
+    std::io::Write::write_all(&mut w, &data[..20 << 20]).unwrap();
+    log.append(b"intruder").unwrap();
+    // the conflict is reported by the write that hands over the next batch, or by `finish`,
+    // depending on whether the first batch was stored before the intruding append
+    match std::io::Write::write_all(&mut w, &data[..20 << 20]) {
+        Err(e) => {
+            let inner = e
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<dat_core::Error>());
+            assert!(
+                matches!(inner, Some(dat_core::Error::Conflict(_))),
+                "got {e:?}"
+            );
+        }
+        Ok(()) => {
+            let err = w.finish().unwrap_err();
+            assert!(matches!(err, dat_core::Error::Conflict(_)), "got {err:?}");
+        }
+    }
+    assert!(drive.entry("/second.bin").unwrap().is_none());
+    assert_eq!(drive.get("/big.bin").unwrap().unwrap(), data);
+}

@@ -3,7 +3,8 @@
 //! `heed` marks environment opening `unsafe` because LMDB memory-maps the file: undefined behaviour
 //! follows if the file is changed behind LMDB's back. `dat-core` forbids unsafe code, so the unsafe
 //! calls live here, each with the conditions under which it is sound written down: opening an
-//! environment, appending sorted records through a cursor, and `madvise` over the read-only map
+//! environment, appending sorted records through a cursor (copied or written in place), and
+//! `madvise` over the read-only map
 //! ([`MappedPages::release`]).
 #![deny(missing_docs)]
 
@@ -81,6 +82,39 @@ where
                 heed::PutFlags::APPEND,
                 key.as_ref(),
                 value.as_ref(),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// [`append_sorted`] for values written in place: each item gives its key, its value's length,
+/// and a function that writes exactly that many bytes straight into the space LMDB reserves for
+/// it (no intermediate buffer holding the value).
+///
+/// The same ordering rule applies. A write function that fails, or writes fewer bytes than it
+/// announced, fails the call; the transaction then holds a partly written value and must be
+/// aborted (dropped), which libdat's callers do on any error.
+pub fn append_sorted_reserved<K, F>(
+    db: &heed::Database<heed::types::Bytes, heed::types::Bytes>,
+    txn: &mut heed::RwTxn,
+    items: impl Iterator<Item = (K, usize, F)>,
+) -> heed::Result<()>
+where
+    K: AsRef<[u8]>,
+    F: FnOnce(&mut heed::ReservedSpace) -> std::io::Result<()>,
+{
+    let mut cursor = db.iter_mut(txn)?;
+    for (key, len, write) in items {
+        // SAFETY: as in `append_sorted`: nothing borrowed from the database can be alive here,
+        // since the transaction is mutably borrowed by this function; `write` only gets the
+        // reserved space of the value being put.
+        unsafe {
+            cursor.put_current_reserved_with_flags(
+                heed::PutFlags::APPEND,
+                key.as_ref(),
+                len,
+                write,
             )?;
         }
     }

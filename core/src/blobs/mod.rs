@@ -37,6 +37,7 @@
 //! # Ok(()) }
 //! ```
 
+mod appender;
 mod blockmap;
 mod cdc;
 mod dedup;

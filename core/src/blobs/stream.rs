@@ -3,6 +3,7 @@
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
+use super::appender::{Appender, Batch};
 use super::blockmap::{BlockMap, BlockRef, MAX_ENTRIES};
 use super::cdc::{CdcParams, FastCdc};
 use super::dedup::{DedupEntry, DedupIndex, DedupReport, block_hash};
@@ -88,6 +89,10 @@ impl Cutter {
 ///
 /// Holds the [`Blobs`](super::Blobs) write lock until finished or dropped.
 pub struct BlobWriter<'a> {
+    /// Appends batches in the background when [`BlobWriter::append_in_background`] asked for it;
+    /// declared first so it is dropped (and its last batch stored) before the write lock is.
+    appender: Option<Appender>,
+    background: bool,
     log: Log,
     _guard: WriteGuard,
     cutter: Cutter,
@@ -101,8 +106,9 @@ pub struct BlobWriter<'a> {
     committed: u64,
     /// Bytes this writer appended (data blocks).
     appended_bytes: u64,
-    pending: Vec<Vec<u8>>,
-    pending_bytes: usize,
+    /// Blocks cut but not appended yet, back to back (`pending_ends[i]` is where block `i` ends).
+    pending: Vec<u8>,
+    pending_ends: Vec<usize>,
     report: DedupReport,
     failed: bool,
     /// Append once this many blocks or bytes wait (the reference's 16 blocks by default).
@@ -131,6 +137,8 @@ impl<'a> BlobWriter<'a> {
         };
         let start = (log.length(), log.byte_length());
         Ok(BlobWriter {
+            appender: None,
+            background: false,
             log,
             _guard: guard,
             cutter,
@@ -141,7 +149,7 @@ impl<'a> BlobWriter<'a> {
             committed: start.0,
             appended_bytes: 0,
             pending: Vec::new(),
-            pending_bytes: 0,
+            pending_ends: Vec::new(),
             report: DedupReport::default(),
             failed: false,
             batch: (BATCH_BLOCKS, BATCH_BYTES),
@@ -152,6 +160,13 @@ impl<'a> BlobWriter<'a> {
     /// (4 MiB): fewer, larger commits for a large file (the blocks are the same).
     pub(crate) fn set_append_batch(&mut self, blocks: usize, bytes: usize) {
         self.batch = (blocks.max(1), bytes.max(1));
+    }
+
+    /// Appends each batch on a thread of its own while the next one is cut (for a large file).
+    /// Only for plain blobs: a writer with a block map or a dedup index appends in line. An error
+    /// of a background append comes back from a later write, `flush` or `finish`.
+    pub(crate) fn append_in_background(&mut self) {
+        self.background = self.map.is_none() && self.dedup.is_none();
     }
 
     /// What was stored and reused so far (chunks still buffered are not counted yet).
@@ -192,6 +207,7 @@ impl<'a> BlobWriter<'a> {
             rest = &rest[n..];
         }
         self.append_pending()?;
+        self.wait_appended()?;
         let Some(entries) = self.map.take() else {
             let id = BlobId {
                 block_offset: self.start.0,
@@ -253,6 +269,28 @@ impl<'a> BlobWriter<'a> {
             return Ok(n);
         }
         let max = self.cutter.max();
+        if let Cutter::Fixed(size) = self.cutter {
+            // Fixed blocks are cut straight from `data` (no copy through the buffer): first the
+            // buffered start of a block is completed, then whole blocks, then the rest is kept.
+            let mut off = 0;
+            if !self.buf.is_empty() {
+                off = (size - self.buf.len()).min(data.len());
+                self.buf.extend_from_slice(&data[..off]);
+                if self.buf.len() < size {
+                    return Ok(off);
+                }
+                let block = std::mem::take(&mut self.buf);
+                self.block(&block)?;
+                self.buf = block;
+                self.buf.clear();
+            }
+            while data.len() - off >= size {
+                self.block(&data[off..off + size])?;
+                off += size;
+            }
+            self.buf.extend_from_slice(&data[off..]);
+            return Ok(data.len());
+        }
         // The buffer holds less than `max` between calls and never more than `2 * max`.
         let n = data.len().min(2 * max - self.buf.len());
         self.buf.extend_from_slice(&data[..n]);
@@ -279,7 +317,7 @@ impl<'a> BlobWriter<'a> {
         }
         self.report.blocks_total += 1;
         self.report.bytes_total += len;
-        let index = self.committed + self.pending.len() as u64;
+        let index = self.committed + self.pending_ends.len() as u64;
         let mut entry = BlockRef {
             index,
             byte_length: len,
@@ -316,9 +354,9 @@ impl<'a> BlobWriter<'a> {
         }
         self.report.blocks_new += 1;
         self.report.bytes_new += len;
-        self.pending.push(data.to_vec());
-        self.pending_bytes += data.len();
-        if self.pending.len() >= self.batch.0 || self.pending_bytes >= self.batch.1 {
+        self.pending.extend_from_slice(data);
+        self.pending_ends.push(self.pending.len());
+        if self.pending_ends.len() >= self.batch.0 || self.pending.len() >= self.batch.1 {
             self.append_pending()?;
         }
         Ok(())
@@ -331,7 +369,7 @@ impl<'a> BlobWriter<'a> {
         }
         if e.index >= self.committed {
             // Queued by this writer, not appended yet.
-            let Some(block) = self.pending.get((e.index - self.committed) as usize) else {
+            let Some(block) = self.pending_block((e.index - self.committed) as usize) else {
                 return Ok(false);
             };
             return Ok(block.len() as u64 == e.byte_length && block_hash(block) == *hash);
@@ -342,11 +380,35 @@ impl<'a> BlobWriter<'a> {
         })
     }
 
+    /// Block `i` of the ones waiting to be appended.
+    fn pending_block(&self, i: usize) -> Option<&[u8]> {
+        let end = *self.pending_ends.get(i)?;
+        let start = if i == 0 { 0 } else { self.pending_ends[i - 1] };
+        Some(&self.pending[start..end])
+    }
+
     fn append_pending(&mut self) -> Result<()> {
-        if self.pending.is_empty() {
+        if self.pending_ends.is_empty() {
             return Ok(());
         }
-        let n = self.pending.len() as u64;
+        let n = self.pending_ends.len() as u64;
+        if self.background {
+            let appender = match &mut self.appender {
+                Some(a) => a,
+                None => self.appender.insert(Appender::start(self.log.clone())?),
+            };
+            let batch = Batch {
+                data: std::mem::take(&mut self.pending),
+                ends: std::mem::take(&mut self.pending_ends),
+                start: self.committed,
+            };
+            let bytes = batch.data.len() as u64;
+            // the previous batch's emptied buffers take this one's place
+            (self.pending, self.pending_ends) = appender.send(batch)?;
+            self.committed += n;
+            self.appended_bytes += bytes;
+            return Ok(());
+        }
         let conflict = || {
             Error::Conflict(
                 "the blobs log was appended to outside this blob writer; write blobs through one \
@@ -357,14 +419,26 @@ impl<'a> BlobWriter<'a> {
         if self.log.length() != self.committed {
             return Err(conflict());
         }
-        let (length, _) = self.log.append_batch(&self.pending)?;
+        let blocks: Vec<&[u8]> = (0..self.pending_ends.len())
+            .filter_map(|i| self.pending_block(i))
+            .collect();
+        let (length, _) = self.log.append_batch(&blocks)?;
         if length != self.committed + n {
             return Err(conflict());
         }
         self.committed = length;
-        self.appended_bytes += self.pending_bytes as u64;
+        self.appended_bytes += self.pending.len() as u64;
+        // the buffer keeps its capacity for the next batch
         self.pending.clear();
-        self.pending_bytes = 0;
+        self.pending_ends.clear();
+        Ok(())
+    }
+
+    /// Waits until the batch being appended in the background (if any) is stored.
+    fn wait_appended(&mut self) -> Result<()> {
+        if let Some(a) = &mut self.appender {
+            a.wait()?;
+        }
         Ok(())
     }
 }
@@ -380,10 +454,12 @@ impl Write for BlobWriter<'_> {
     /// here would change the blocks.
     fn flush(&mut self) -> io::Result<()> {
         self.check_usable().map_err(io::Error::other)?;
-        self.append_pending().map_err(|e| {
-            self.failed = true;
-            io::Error::other(e)
-        })
+        self.append_pending()
+            .and_then(|()| self.wait_appended())
+            .map_err(|e| {
+                self.failed = true;
+                io::Error::other(e)
+            })
     }
 }
 

@@ -627,6 +627,8 @@ impl FileWriter {
             })?;
             // a large file: 16 MiB per commit rather than 1 MiB (each commit may fsync)
             writer.set_append_batch(APPEND_BLOCKS, APPEND_BYTES);
+            // and the next 16 MiB are read and cut while the last are hashed and stored
+            writer.append_in_background();
             self.inner = Some(WriterState {
                 writer,
                 dedup: shared,
@@ -636,12 +638,16 @@ impl FileWriter {
     }
 
     fn write_all_bytes(&mut self, data: &[u8]) -> Result<()> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= 16 * WRITE_BLOCK {
-            let buf = std::mem::take(&mut self.buf);
-            self.state()?.writer.write_blob(&buf)?;
+        if self.buf.len() + data.len() < 16 * WRITE_BLOCK {
+            // small writes gather here until there is enough to be worth a blob writer
+            self.buf.extend_from_slice(data);
+            return Ok(());
         }
-        Ok(())
+        let buf = std::mem::take(&mut self.buf);
+        let st = self.state()?;
+        st.writer.write_blob(&buf)?;
+        // a large write goes to the blob writer as it is (no copy through `buf`)
+        st.writer.write_blob(data)
     }
 
     /// Stores the rest and puts the entry; returns it with the dedup report (for dedup writes).
