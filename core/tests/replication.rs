@@ -348,7 +348,20 @@ async fn a_connection_that_ends_reports_peer_remove_for_the_logs_it_shared() {
     let (mut wev, mut rev) = (wh.subscribe(), rh.subscribe());
     let mut late = wh.subscribe(); // a second subscriber sees only what comes from now on
 
+    // waiting for the end can be given up without losing the handle
+    let mut wh = wh;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(10), wh.finished())
+            .await
+            .is_err(),
+        "the connection is still up"
+    );
+    assert!(!wh.is_finished());
     rh.close().await.unwrap(); // the reader closes; the writer sees the stream end
+    tokio::time::timeout(Duration::from_secs(20), wh.finished())
+        .await
+        .expect("the writer's side ends when the reader closes");
+    assert!(wh.is_finished());
     wh.join().await.unwrap();
     let removed = |rx: &mut tokio::sync::broadcast::Receiver<ConnectionEvent>| {
         let mut adds = 0;

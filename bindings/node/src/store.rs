@@ -1,7 +1,6 @@
 //! `Store`: a directory of logs and drives, and its replication (`listen`, `connect`).
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use dat_core::replication::driver::{self, ReplicationHandle};
 use dat_core::replication::{ConnectionEvent, ConnectionOptions};
@@ -76,14 +75,11 @@ impl StoreShared {
     }
 }
 
-/// How often a connection task checks whether its connection ended on its own.
-const ENDED_POLL: Duration = Duration::from_millis(20);
-
 /// Owns one connection: forwards its events to the store's stream until it ends (closed here,
 /// by the peer, or failed; the core then reports `peer-remove` for the logs still paired on it),
 /// then reports how it ended.
 async fn run_conn(
-    handle: ReplicationHandle,
+    mut handle: ReplicationHandle,
     mut rx: broadcast::Receiver<ConnectionEvent>,
     life: Arc<Life>,
     tx: broadcast::Sender<ConnectionEvent>,
@@ -92,8 +88,6 @@ async fn run_conn(
     let forward = |ev: ConnectionEvent| {
         let _ = tx.send(ev);
     };
-    let mut poll = tokio::time::interval(ENDED_POLL);
-    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let result = loop {
         tokio::select! {
             ev = rx.recv() => match ev {
@@ -110,11 +104,8 @@ async fn run_conn(
                 let _ = handle.close().await;
                 break Ok(());
             }
-            _ = poll.tick() => {
-                if handle.is_finished() {
-                    break handle.join().await.map_err(|e| js(e).reason);
-                }
-            }
+            // ended on its own (the peer closed it, or it failed)
+            () = handle.finished() => break handle.join().await.map_err(|e| js(e).reason),
         }
     };
     // the events the connection sent before it ended

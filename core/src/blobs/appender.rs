@@ -108,14 +108,16 @@ impl Drop for Appender {
     }
 }
 
+/// The error of a blob writer that finds the log longer than its own appends made it.
+pub(super) fn conflict() -> Error {
+    Error::Conflict(
+        "the blobs log was appended to outside this blob writer; write blobs through one `Blobs` \
+         per log"
+            .into(),
+    )
+}
+
 fn append(log: &Log, batch: &Batch) -> Result<()> {
-    let conflict = || {
-        Error::Conflict(
-            "the blobs log was appended to outside this blob writer; write blobs through one \
-             `Blobs` per log"
-                .into(),
-        )
-    };
     if log.length() != batch.start {
         return Err(conflict());
     }

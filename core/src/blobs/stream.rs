@@ -3,7 +3,7 @@
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
-use super::appender::{Appender, Batch};
+use super::appender::{Appender, Batch, conflict};
 use super::blockmap::{BlockMap, BlockRef, MAX_ENTRIES};
 use super::cdc::{CdcParams, FastCdc};
 use super::dedup::{DedupEntry, DedupIndex, DedupReport, block_hash};
@@ -409,13 +409,6 @@ impl<'a> BlobWriter<'a> {
             self.appended_bytes += bytes;
             return Ok(());
         }
-        let conflict = || {
-            Error::Conflict(
-                "the blobs log was appended to outside this blob writer; write blobs through one \
-                 `Blobs` per log"
-                    .into(),
-            )
-        };
         if self.log.length() != self.committed {
             return Err(conflict());
         }

@@ -28,6 +28,8 @@ pub struct ReplicationHandle {
     /// Subscribed at the start; handed to the first [`ReplicationHandle::subscribe`].
     first: std::sync::Mutex<Option<broadcast::Receiver<ConnectionEvent>>>,
     task: JoinHandle<Result<()>>,
+    /// How the connection ended, once [`ReplicationHandle::finished`] saw it end.
+    outcome: Option<Result<()>>,
 }
 
 impl ReplicationHandle {
@@ -52,15 +54,25 @@ impl ReplicationHandle {
     }
 
     /// Waits for the connection to end (the peer closed it, or it failed).
-    pub async fn join(self) -> Result<()> {
-        self.task
-            .await
-            .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?
+    pub async fn join(mut self) -> Result<()> {
+        self.finished().await;
+        self.outcome.take().unwrap_or(Ok(()))
+    }
+
+    /// Waits for the connection to end without giving up the handle (so a caller can wait for
+    /// the end and for something else at once, then still [`close`](Self::close) it); `join`
+    /// then returns at once with how it ended. Cancel-safe.
+    pub async fn finished(&mut self) {
+        if self.outcome.is_none() {
+            let r = (&mut self.task).await;
+            self.outcome =
+                Some(r.unwrap_or_else(|e| Err(Error::Io(std::io::Error::other(e.to_string())))));
+        }
     }
 
     /// True once the connection has ended.
     pub fn is_finished(&self) -> bool {
-        self.task.is_finished()
+        self.outcome.is_some() || self.task.is_finished()
     }
 }
 
@@ -84,6 +96,7 @@ where
         events,
         first: std::sync::Mutex::new(Some(first)),
         task,
+        outcome: None,
     }
 }
 
