@@ -1222,7 +1222,7 @@ enum dat_status dat_server_address(const struct dat_server *server,
 
 /**
  * Stops listening, closes the connections the server accepted (waiting for them to end), and
- * frees the handle. NULL is ignored.
+ * frees the handle; the address can be bound again when this returns. NULL is ignored.
  */
 void dat_server_free(struct dat_server *server);
 

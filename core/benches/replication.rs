@@ -320,7 +320,7 @@ async fn workload(tag: &str, size: usize, n: usize) {
                     let secs = js_reader(&w, n, size).await;
                     report(&name("libdat_js"), n, size, secs);
                 }
-                w.server.close();
+                w.server.close().await;
             }
         }
     }

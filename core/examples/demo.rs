@@ -126,7 +126,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         t.elapsed()
     );
     conn.close().await?;
-    server.close();
+    server.close().await;
 
     // 5. A tampered proof is refused and changes nothing.
     let mut bad = log.proof(&ProofRequest {

@@ -622,5 +622,5 @@ async fn libdat_writes_a_drive_with_block_maps_js_reads_it_and_watches_a_live_ch
     });
     js.await.unwrap();
     served.join().await.unwrap();
-    server.close();
+    server.close().await;
 }

@@ -228,7 +228,7 @@ async fn a_js_reader_follows_a_libdat_writer_that_truncates_onto_a_new_fork() {
     }
     js.finish();
     served.join().await.unwrap();
-    server.close();
+    server.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -335,5 +335,5 @@ async fn libdat_writer_to_js_reader_full_sparse_and_live() {
         hex::encode(Sha256::digest(js_block(1, 120))).as_str()
     );
     js.finish();
-    server.close();
+    server.close().await;
 }

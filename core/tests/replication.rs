@@ -117,7 +117,27 @@ async fn two_logs_on_one_tcp_connection_and_unannounced_logs() {
     assert_eq!(rb.get(2).unwrap(), b"z");
     client.close().await.unwrap();
     served.join().await.unwrap();
-    server.close();
+    server.close().await;
+}
+
+/// Once `Server::close` returns, the listening socket is closed and its address can be bound
+/// again. (On a single-threaded runtime an aborted accept task would otherwise keep the socket
+/// open until the runtime next ran it.)
+#[tokio::test]
+async fn a_closed_server_frees_its_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let server = driver::listen(&store, "127.0.0.1:0", ConnectionOptions::default())
+        .await
+        .unwrap();
+    let addr = server.local_addr().to_string();
+    assert!(
+        tokio::net::TcpListener::bind(&addr).await.is_err(),
+        "in use while open"
+    );
+    server.close().await;
+    let again = tokio::net::TcpListener::bind(&addr).await;
+    assert!(again.is_ok(), "rebinding {addr}: {again:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -119,7 +119,7 @@ pub extern "C" fn dat_replicator_listen(
                     },
                 }
             }
-            server.close();
+            server.close().await;
             for c in accepted {
                 if let Some(h) = c.take() {
                     let _ = h.close().await;
@@ -157,7 +157,7 @@ pub extern "C" fn dat_server_address(
 }
 
 /// Stops listening, closes the connections the server accepted (waiting for them to end), and
-/// frees the handle. NULL is ignored.
+/// frees the handle; the address can be bound again when this returns. NULL is ignored.
 #[unsafe(no_mangle)]
 pub extern "C" fn dat_server_free(server: *mut dat_server) {
     catch_or((), || {

@@ -212,7 +212,7 @@ impl Store {
                     () = until.wait() => break,
                 }
             }
-            server.close();
+            server.close().await;
         });
         Ok(Server { address, life })
     }

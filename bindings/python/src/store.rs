@@ -301,7 +301,7 @@ impl Store {
                     },
                 }
             }
-            server.close();
+            server.close().await;
             for c in accepted {
                 if let Some(h) = c.take() {
                     let _ = h.close().await;

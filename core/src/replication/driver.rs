@@ -346,9 +346,11 @@ impl Server {
         self.connections.recv().await
     }
 
-    /// Stops accepting connections.
-    pub fn close(self) {
+    /// Stops accepting connections and waits until the listening socket is closed (the address
+    /// can be bound again when this returns). Connections already accepted go on.
+    pub async fn close(self) {
         self.task.abort();
+        let _ = self.task.await;
     }
 }
 
