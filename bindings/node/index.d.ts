@@ -193,6 +193,11 @@ export declare class DiffIterator {
 
 /** A running download (`drive.download()`). */
 export declare class Download {
+  /**
+   * Stops the download (the blocks already here stay): `done()` then rejects with code
+   * `ECANCELED`, unless it had finished. Cancelling twice does nothing.
+   */
+  cancel(): void
   /** Resolves with the number of blocks fetched once every block is here. */
   done(): Promise<number>
   /** Progress so far. */
@@ -264,7 +269,8 @@ export declare class Drive {
   history(path: string): Promise<Array<FileHistoryItem>>
   /**
    * Fetches the files under `path` (a file or folder, default `/`) from peers: `await
-   * dl.done()` for the number of blocks fetched, `for await (const p of dl)` for progress.
+   * dl.done()` for the number of blocks fetched, `for await (const p of dl)` for progress,
+   * `dl.cancel()` to stop.
    */
   download(path?: string | undefined | null): Download
   /** Closes this drive (and its checkouts, cursors and streams). */

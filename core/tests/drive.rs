@@ -611,3 +611,82 @@ fn a_large_file_is_appended_in_background_batches() {
     assert!(drive.entry("/second.bin").unwrap().is_none());
     assert_eq!(drive.get("/big.bin").unwrap().unwrap(), data);
 }
+
+/// A download waiting for blocks no peer sends stops when its token is cancelled from another
+/// thread, with `Error::Cancelled`, long before the drive's timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_stops_when_cancelled() {
+    let (wd, rd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let wstore = Store::open(wd.path()).unwrap();
+    let writer = Drive::create(&wstore).unwrap();
+    writer.put("/big.bin", &pattern(1 << 20)).unwrap();
+    let rstore = Store::open(rd.path()).unwrap();
+    let (x, y) = tokio::io::duplex(1 << 20);
+    let opts = ConnectionOptions {
+        sparse: true,
+        ..Default::default()
+    };
+    let wc = driver::spawn(
+        Connection::new(wstore.clone(), true, &KeyPair::generate(), opts.clone()).unwrap(),
+        x,
+        vec![],
+    );
+    let rc = driver::spawn(
+        Connection::new(rstore.clone(), false, &KeyPair::generate(), opts).unwrap(),
+        y,
+        vec![],
+    );
+    let key = writer.key();
+    let reader = tokio::task::spawn_blocking(move || {
+        let reader = Drive::open(
+            &rstore,
+            &key,
+            DriveOptions {
+                sparse: true,
+                timeout: Some(Duration::from_secs(60)),
+            },
+        )
+        .unwrap();
+        // the file's entry is here; its content is not
+        assert_eq!(reader.entry("/big.bin").unwrap().unwrap().size(), 1 << 20);
+        reader
+    })
+    .await
+    .unwrap();
+    // no peer is left to send the content
+    rc.close().await.unwrap();
+    wc.join().await.unwrap();
+
+    let cancel = dat_core::drive::CancelToken::new();
+    let (first_tx, first_rx) = std::sync::mpsc::channel();
+    let canceller = {
+        let cancel = cancel.clone();
+        std::thread::spawn(move || {
+            first_rx.recv().unwrap();
+            cancel.cancel();
+        })
+    };
+    let started = std::time::Instant::now();
+    let (result, reports) = tokio::task::spawn_blocking(move || {
+        let mut reports = Vec::new();
+        let r = reader.download_until("/big.bin", &cancel, |done, total| {
+            if reports.is_empty() {
+                first_tx.send(()).unwrap();
+            }
+            reports.push((done, total));
+        });
+        (r, reports)
+    })
+    .await
+    .unwrap();
+    canceller.join().unwrap();
+    assert!(
+        matches!(result, Err(dat_core::Error::Cancelled(_))),
+        "got {result:?}"
+    );
+    assert_eq!(reports[0], (0, 16), "16 blocks of 64 KiB, none here");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "stopped by the cancel, not the 60 s timeout"
+    );
+}

@@ -249,3 +249,23 @@ test('a sparse remote drive: cursor and read stream fetch what they read; downlo
   assert.equal(dl.progress.blocks, dl.progress.total)
   assert.deepEqual(await remote.get('/folder/x.bin'), bytes(200 * 1024, 12))
 })
+
+test('a download waiting for blocks no peer sends stops with ECANCELED when cancelled', async (t) => {
+  const { a, b, server } = await twoStores(t)
+  const drive = a.drive({ name: 'files' })
+  await drive.ready()
+  await drive.put('/big.bin', bytes(1024 * 1024, 21))
+
+  const conn = await b.connect(server.address)
+  const remote = b.drive({ key: drive.key, sparse: true, timeout: 60000 })
+  await remote.ready()
+  assert.equal((await remote.entry('/big.bin')).size, 1024 * 1024)
+  await conn.close() // no peer is left to send the content
+
+  const dl = remote.download('/big.bin')
+  const started = Date.now()
+  dl.cancel()
+  await assert.rejects(dl.done(), (err) => err.code === 'ECANCELED')
+  assert.ok(Date.now() - started < 30000, 'stopped by the cancel, not the 60 s timeout')
+  dl.cancel() // twice does nothing
+})

@@ -165,6 +165,24 @@ def test_download_with_progress(peers):
     assert updates[-1] == (total, total)
 
 
+def test_a_download_can_be_cancelled(peers):
+    drive = peers.writer.drive()
+    drive.put("/big.bin", bytes(range(256)) * 4096)  # 1 MiB: 16 blocks
+    remote = synced_drive(peers.reader, drive)
+    assert remote.entry("/big.bin").size == 1 << 20
+    peers.connection.close()  # no peer is left to send the content
+    remote = peers.reader.drive(key=drive.key, sparse=True, timeout=60)
+    dl = remote.download("/big.bin")
+    assert not dl.done
+    started = time.monotonic()
+    dl.cancel()
+    with pytest.raises(libdat.CancelledError):
+        dl.wait(timeout=30)
+    assert time.monotonic() - started < 30, "stopped by the cancel, not the 60 s timeout"
+    assert dl.done
+    dl.cancel()  # twice does nothing
+
+
 def test_store_events_over_a_connection(peers):
     log = peers.writer.core(name="evented")
     log.append([b"x" * 100] * 5)

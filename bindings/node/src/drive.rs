@@ -630,7 +630,8 @@ impl Drive {
     }
 
     /// Fetches the files under `path` (a file or folder, default `/`) from peers: `await
-    /// dl.done()` for the number of blocks fetched, `for await (const p of dl)` for progress.
+    /// dl.done()` for the number of blocks fetched, `for await (const p of dl)` for progress,
+    /// `dl.cancel()` to stop.
     #[napi]
     pub fn download(&self, path: Option<String>) -> Result<Download> {
         self.shared.life.check()?;
@@ -638,11 +639,13 @@ impl Drive {
         let (progress_tx, progress) = watch::channel((0u64, 0u64));
         let (result_tx, result) = watch::channel(None);
         let opening = self.shared.opening();
+        let cancel = dat_core::drive::CancelToken::new();
+        let token = cancel.clone();
         napi::bindgen_prelude::spawn(async move {
             let r = match opening.await {
                 Err(e) => Err(e.reason),
                 Ok(d) => blocking(move || {
-                    d.download(&path, |done, total| {
+                    d.download_until(&path, &token, |done, total| {
                         progress_tx.send_replace((done, total));
                     })
                 })
@@ -656,6 +659,7 @@ impl Drive {
             progress,
             result,
             life: self.shared.life.child("download"),
+            cancel,
         })
     }
 
@@ -675,10 +679,18 @@ pub struct Download {
     reported: tokio::sync::Mutex<(u64, u64)>,
     result: watch::Receiver<Option<std::result::Result<u64, String>>>,
     life: Arc<Life>,
+    cancel: dat_core::drive::CancelToken,
 }
 
 #[napi]
 impl Download {
+    /// Stops the download (the blocks already here stay): `done()` then rejects with code
+    /// `ECANCELED`, unless it had finished. Cancelling twice does nothing.
+    #[napi]
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
     /// Resolves with the number of blocks fetched once every block is here.
     #[napi]
     pub async fn done(&self) -> Result<i64> {

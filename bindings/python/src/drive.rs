@@ -302,7 +302,7 @@ impl Drive {
     /// Fetches the files under `path` (a file or a folder) from peers, in the background.
     /// Returns a `Download`: `wait()` or `await` it for the number of blocks fetched; `progress`
     /// is `(blocks done, blocks total)`; `progress=callback(done, total)` is called as blocks
-    /// arrive (on libdat's callback thread; updates may be merged).
+    /// arrive (on libdat's callback thread; updates may be merged). `cancel()` stops it.
     #[pyo3(signature = (path=String::from("/"), *, progress=None))]
     fn download(&self, path: String, progress: Option<Py<PyAny>>) -> Result<Download> {
         let drive = self.drive()?;
@@ -311,7 +311,9 @@ impl Drive {
             completion: Completion::new(),
             progress: Arc::new(Mutex::new((0, 0))),
             fetched: Arc::new(AtomicU64::new(0)),
+            cancel: dat_core::drive::CancelToken::new(),
         };
+        let cancel = dl.cancel.clone();
         let (completion, shared, fetched) = (
             dl.completion.clone(),
             dl.progress.clone(),
@@ -334,7 +336,7 @@ impl Drive {
                     });
                 }
             };
-            let r = drive.download(&path, report);
+            let r = drive.download_until(&path, &cancel, report);
             let r = r.map(|n| fetched.store(n, Ordering::Release));
             let fetched = fetched.clone();
             let value: completion::ValueFn = Arc::new(move |py| {
@@ -913,13 +915,21 @@ pub struct Download {
     completion: Arc<Completion>,
     progress: Arc<Mutex<(u64, u64)>>,
     fetched: Arc<AtomicU64>,
+    cancel: dat_core::drive::CancelToken,
 }
 
 #[pymethods]
 impl Download {
+    /// Stops the download (the blocks already here stay): `wait()` then raises
+    /// `libdat.CancelledError`, unless it had finished. Cancelling twice does nothing.
+    fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
     /// Waits for the download to finish, for at most `timeout` seconds (`None`: no limit);
     /// returns the number of blocks fetched. Raises what made it fail (`libdat.TimeoutError`
-    /// when blocks stopped arriving for the drive's timeout).
+    /// when blocks stopped arriving for the drive's timeout, `libdat.CancelledError` after
+    /// `cancel()`).
     #[pyo3(signature = (timeout=None))]
     fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> Result<u64> {
         self.state.check()?;

@@ -472,7 +472,19 @@ impl Drive {
 
     /// Fetches the files under `path` (a file or a folder) from peers, reporting progress
     /// (`(blocks done, blocks total)`) as it goes; returns the number of blocks fetched.
-    pub fn download(&self, path: &str, mut progress: impl FnMut(u64, u64)) -> Result<u64> {
+    pub fn download(&self, path: &str, progress: impl FnMut(u64, u64)) -> Result<u64> {
+        self.download_until(path, &CancelToken::new(), progress)
+    }
+
+    /// [`Drive::download`] that stops early, with [`Error::Cancelled`], once `cancel` is
+    /// cancelled (from another thread; within a few milliseconds). The blocks that arrived stay;
+    /// the download's priorities are withdrawn either way.
+    pub fn download_until(
+        &self,
+        path: &str,
+        cancel: &CancelToken,
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<u64> {
         let entries = match self.entry(path) {
             Ok(Some(e)) => vec![(path::normalize(path)?, e)],
             _ => self.list(path, true)?,
@@ -514,8 +526,14 @@ impl Drive {
             if left == 0 {
                 break;
             }
+            if cancel.is_cancelled() {
+                return Err(Error::Cancelled(format!(
+                    "the download of {path} was cancelled with {} of {total} blocks here",
+                    total - left
+                )));
+            }
             let wait = self.opts.timeout;
-            match events.blocking_recv_timeout(wait) {
+            match events.blocking_recv_timeout(wait, cancel) {
                 Ok(()) => {}
                 Err(()) => {
                     return Err(Error::Timeout(format!(
@@ -530,13 +548,43 @@ impl Drive {
     }
 }
 
+/// Stops a [`Drive::download_until`] from another thread. Clones share one flag.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl CancelToken {
+    /// A token not cancelled yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Cancels whatever waits on this token (and on its clones). Cancelling twice does nothing.
+    pub fn cancel(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// True once [`cancel`](Self::cancel) was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
 /// Waiting on log events from a blocking caller, with a timeout.
 trait BlockingRecv {
-    fn blocking_recv_timeout(&mut self, timeout: Option<Duration>) -> std::result::Result<(), ()>;
+    /// `Ok` when an event came or `cancel` was cancelled; `Err` on timeout.
+    fn blocking_recv_timeout(
+        &mut self,
+        timeout: Option<Duration>,
+        cancel: &CancelToken,
+    ) -> std::result::Result<(), ()>;
 }
 
 impl BlockingRecv for tokio::sync::broadcast::Receiver<crate::LogEvent> {
-    fn blocking_recv_timeout(&mut self, timeout: Option<Duration>) -> std::result::Result<(), ()> {
+    fn blocking_recv_timeout(
+        &mut self,
+        timeout: Option<Duration>,
+        cancel: &CancelToken,
+    ) -> std::result::Result<(), ()> {
         use tokio::sync::broadcast::error::TryRecvError;
         let deadline = timeout.map(|t| std::time::Instant::now() + t);
         // events arrive from replication threads; poll with a short park between checks
@@ -545,6 +593,9 @@ impl BlockingRecv for tokio::sync::broadcast::Receiver<crate::LogEvent> {
                 Ok(_) | Err(TryRecvError::Lagged(_)) => return Ok(()),
                 Err(TryRecvError::Closed) => return Err(()),
                 Err(TryRecvError::Empty) => {}
+            }
+            if cancel.is_cancelled() {
+                return Ok(());
             }
             if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
                 return Err(());
