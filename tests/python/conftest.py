@@ -36,12 +36,9 @@ def peers(tmp_path):
 
 
 def synced_drive(reader, drive, timeout=10.0):
-    """The reader's copy of `drive`, once it knows the writer's current content length.
-
-    (Works around a race in the core: a byte position past 0 of a remote file is located with
-    Log::seek, which fails with OutOfBounds instead of waiting while the content log's first
-    signed length has not arrived yet; whole-file reads wait since Log::get does.)
-    """
+    """The reader's copy of `drive`, once it knows the writer's current content length (so a
+    test that counts the content blocks fetched sees the whole log's length first). Reads do not
+    need this: a remote read waits for the length it needs."""
     remote = reader.drive(key=drive.key, sparse=True, timeout=timeout)
     content = len(drive.content_log)
     reached = remote.content_log.wait_length(content, timeout=timeout)
