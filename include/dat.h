@@ -294,6 +294,12 @@ typedef enum dat_durability {
 } dat_durability;
 
 /**
+ * A flag that stops a `dat_drive_download_until` from another thread. Thread-safe: any thread
+ * may cancel it while another downloads with it. Free it after the download returned.
+ */
+typedef struct dat_cancel dat_cancel;
+
+/**
  * One change of a drive: its version, its kind, its path and the entry it wrote. Owned by the
  * caller (valid after the stream is freed), immutable, thread-safe; free it with
  * `dat_change_free`.
@@ -930,6 +936,34 @@ enum dat_status dat_drive_download(const struct dat_drive *drive,
                                    dat_progress_cb cb,
                                    void *userdata,
                                    uint64_t *out_blocks);
+
+/**
+ * `dat_drive_download` that stops early, with `DAT_CANCELLED`, once `cancel` is cancelled
+ * (`dat_cancel_cancel`, from any thread, or from `cb`; it stops within a few milliseconds). The
+ * blocks that arrived stay. `cancel` may be NULL (never cancelled) and must stay alive until this
+ * returns.
+ */
+enum dat_status dat_drive_download_until(const struct dat_drive *drive,
+                                         const char *path,
+                                         const struct dat_cancel *cancel,
+                                         dat_progress_cb cb,
+                                         void *userdata,
+                                         uint64_t *out_blocks);
+
+/**
+ * Makes a cancel flag, not cancelled yet, at `*out`; free it with `dat_cancel_free`.
+ */
+enum dat_status dat_cancel_new(struct dat_cancel **out);
+
+/**
+ * Cancels what waits on `cancel` (now and later). Cancelling twice does nothing.
+ */
+enum dat_status dat_cancel_cancel(const struct dat_cancel *cancel);
+
+/**
+ * Frees a cancel flag (after any download using it returned). NULL is ignored.
+ */
+void dat_cancel_free(struct dat_cancel *cancel);
 
 /**
  * Writes the file's size in bytes to `*out` (0 for a symlink).

@@ -3,7 +3,7 @@
 
 use std::ffi::{c_char, c_void};
 
-use dat_core::drive::{Drive, DriveOptions, PutOptions};
+use dat_core::drive::{CancelToken, Drive, DriveOptions, PutOptions};
 
 use crate::bytes::dat_bytes;
 use crate::entry::{dat_entry, entry_handle};
@@ -431,13 +431,47 @@ pub extern "C" fn dat_drive_download(
     userdata: *mut c_void,
     out_blocks: *mut u64,
 ) -> dat_status {
+    download(drive, path, std::ptr::null(), cb, userdata, out_blocks)
+}
+
+/// `dat_drive_download` that stops early, with `DAT_CANCELLED`, once `cancel` is cancelled
+/// (`dat_cancel_cancel`, from any thread, or from `cb`; it stops within a few milliseconds). The
+/// blocks that arrived stay. `cancel` may be NULL (never cancelled) and must stay alive until this
+/// returns.
+#[unsafe(no_mangle)]
+pub extern "C" fn dat_drive_download_until(
+    drive: *const dat_drive,
+    path: *const c_char,
+    cancel: *const dat_cancel,
+    cb: dat_progress_cb,
+    userdata: *mut c_void,
+    out_blocks: *mut u64,
+) -> dat_status {
+    download(drive, path, cancel, cb, userdata, out_blocks)
+}
+
+fn download(
+    drive: *const dat_drive,
+    path: *const c_char,
+    cancel: *const dat_cancel,
+    cb: dat_progress_cb,
+    userdata: *mut c_void,
+    out_blocks: *mut u64,
+) -> dat_status {
     catch_status(|| {
         let drive = drive_ref(drive)?;
         let path = path_arg(path, "path")?;
         let out_blocks = out_ref(out_blocks, "out_blocks")?;
+        let never = CancelToken::new();
+        let cancel = if cancel.is_null() {
+            &never
+        } else {
+            // SAFETY: `cancel` is a live cancel handle for the duration of the call (contract).
+            unsafe { try_ref(cancel, "cancel") }?
+        };
         let userdata = UserData(userdata);
         let mut last = None;
-        let fetched = drive.download(path, |done, total| {
+        let fetched = drive.download_until(path, cancel, |done, total| {
             if last == Some((done, total)) {
                 return;
             }
@@ -450,5 +484,46 @@ pub extern "C" fn dat_drive_download(
         })?;
         out_blocks.write(fetched);
         Ok(())
+    })
+}
+
+/// A flag that stops a `dat_drive_download_until` from another thread. Thread-safe: any thread
+/// may cancel it while another downloads with it. Free it after the download returned.
+pub struct dat_cancel {
+    _private: [u8; 0],
+}
+
+impl Castable for dat_cancel {
+    type Ownership = OwnershipBox;
+    type RustType = CancelToken;
+}
+
+/// Makes a cancel flag, not cancelled yet, at `*out`; free it with `dat_cancel_free`.
+#[unsafe(no_mangle)]
+pub extern "C" fn dat_cancel_new(out: *mut *mut dat_cancel) -> dat_status {
+    catch_status(|| {
+        let out = out_ref(out, "out")?;
+        out.write(box_handle(CancelToken::new()));
+        Ok(())
+    })
+}
+
+/// Cancels what waits on `cancel` (now and later). Cancelling twice does nothing.
+#[unsafe(no_mangle)]
+pub extern "C" fn dat_cancel_cancel(cancel: *const dat_cancel) -> dat_status {
+    catch_status(|| {
+        // SAFETY: `cancel` is NULL or a live cancel handle (header contract).
+        let cancel = unsafe { try_ref(cancel, "cancel") }?;
+        cancel.cancel();
+        Ok(())
+    })
+}
+
+/// Frees a cancel flag (after any download using it returned). NULL is ignored.
+#[unsafe(no_mangle)]
+pub extern "C" fn dat_cancel_free(cancel: *mut dat_cancel) {
+    catch_or((), || {
+        // SAFETY: `cancel` is NULL or a live cancel handle, freed once (header contract).
+        unsafe { free_box(cancel) }
     })
 }

@@ -606,6 +606,20 @@ static void on_progress(void *userdata, uint64_t done, uint64_t total) {
   p->thread = pthread_self();
 }
 
+typedef struct {
+  dat_cancel *cancel;
+  int calls;
+  uint64_t done, total;
+} cancelling_t;
+
+/* cancels the download it reports on at its first report */
+static void cancel_on_progress(void *userdata, uint64_t done, uint64_t total) {
+  cancelling_t *c = userdata;
+  if (c->calls++ == 0) dat_cancel_cancel(c->cancel);
+  c->done = done;
+  c->total = total;
+}
+
 #define FILES 20
 #define REMOTE_BIG (2 * 1024 * 1024)
 
@@ -722,6 +736,18 @@ static void test_replication(void) {
   }
   dat_changes_free(changes);
   CHECK(get_is(reader, "/live.txt", "from the writer"));
+
+  /* a download cancelled (here from its progress callback; any thread may) stops with
+     DAT_CANCELLED and keeps what arrived */
+  cancelling_t cancelling = {0};
+  CHECK_OK(dat_cancel_new(&cancelling.cancel));
+  uint64_t none = 77;
+  CHECK_STATUS(dat_drive_download_until(reader, "/", cancelling.cancel, cancel_on_progress,
+                                        &cancelling, &none),
+               DAT_CANCELLED);
+  CHECK(cancelling.calls == 1 && cancelling.done < cancelling.total && none == 77);
+  CHECK_OK(dat_cancel_cancel(cancelling.cancel)); /* twice does nothing */
+  dat_cancel_free(cancelling.cancel);
 
   /* download everything, with progress on this thread */
   progress_t progress = {.monotonic = 1};

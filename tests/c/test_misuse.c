@@ -23,6 +23,7 @@ static void test_free_null(void) {
   dat_connection_free(NULL);
   dat_pump_free(NULL);
   dat_subscription_free(NULL);
+  dat_cancel_free(NULL);
   dat_bytes_free(NULL);
   dat_bytes zeroed = {0};
   dat_bytes_free(&zeroed);
@@ -39,6 +40,18 @@ static void test_status_functions(void) {
   CHECK(n == 0);
   CHECK_STATUS(dat_last_error(NULL, 10, &n), DAT_NULL_ARGUMENT);
   CHECK_STATUS(dat_last_error(buf, sizeof buf, NULL), DAT_NULL_ARGUMENT);
+}
+
+static void test_cancel(void) {
+  dat_cancel *cancel = SENTINEL;
+  CHECK_STATUS(dat_cancel_new(NULL), DAT_NULL_ARGUMENT);
+  CHECK_STATUS(dat_cancel_cancel(NULL), DAT_NULL_ARGUMENT);
+  CHECK_OK(dat_cancel_new(&cancel));
+  CHECK(cancel != SENTINEL && cancel != NULL);
+  uint64_t u = 77;
+  CHECK_STATUS(dat_drive_download_until(NULL, "/", cancel, NULL, NULL, &u), DAT_NULL_ARGUMENT);
+  CHECK(u == 77);
+  dat_cancel_free(cancel);
 }
 
 static void test_store(void) {
@@ -213,6 +226,7 @@ int main(void) {
   test_free_null();
   test_status_functions();
   test_store();
+  test_cancel();
   char *dir;
   const dat_store *store = open_test_store(&dir);
   dat_log *log = NULL;
