@@ -909,3 +909,44 @@ fn scenario_many_far_seeders() {
         assert!(t < Duration::from_secs(2), "{t:?}");
     }
 }
+
+/// A fast peer's request depth grows with its rate, up to `max_depth` requests for small blocks
+/// and to `max_depth_bytes` of large blocks in flight (512 requests of 1 MiB would be 512 MiB).
+#[test]
+fn request_depth_is_bounded_by_count_and_by_bytes() {
+    let deepest = |block: u64| {
+        let n = 20_000;
+        let mut s = Scheduler::new(SchedulerOptions::default(), n, Bitfield::new());
+        let mut queue: std::collections::VecDeque<u64> = std::collections::VecDeque::new();
+        let mut now = Duration::ZERO;
+        queue.extend(
+            requests(&add_peer(&mut s, now, 1, n))
+                .into_iter()
+                .map(|(_, b)| b),
+        );
+        let mut deepest = 0;
+        while let Some(b) = queue.pop_front() {
+            // 1 GB/s, answered in order
+            now += Duration::from_nanos(block);
+            let a = s.handle(
+                now,
+                Event::BlockArrived {
+                    peer: Some(PeerId(1)),
+                    block: b,
+                    bytes: block,
+                },
+            );
+            queue.extend(requests(&a).into_iter().map(|(_, b)| b));
+            deepest = deepest.max(s.peer_load(PeerId(1)).unwrap().1);
+        }
+        checked(&s);
+        deepest
+    };
+    let opts = SchedulerOptions::default();
+    assert_eq!(deepest(1024), opts.max_depth, "1 KiB blocks");
+    let mib = deepest(1 << 20);
+    assert!(
+        mib as u64 * (1 << 20) <= opts.max_depth_bytes && mib >= opts.min_depth,
+        "1 MiB blocks: depth {mib}"
+    );
+}

@@ -868,7 +868,6 @@ pub fn connection(data: &[u8]) {
         sparse: flags & 32 != 0,
         limits: if tight {
             PeerLimits {
-                max_inflight: 2,
                 max_invalid_requests: 2,
                 max_unavailable_requests: 2,
             }

@@ -84,8 +84,6 @@ impl RangeSet {
 /// Limits that protect this side from a hostile or broken peer.
 #[derive(Debug, Clone, Copy)]
 pub struct PeerLimits {
-    /// Requests this side keeps in flight per log and peer.
-    pub max_inflight: usize,
     /// Invalid requests (unanswerable proofs) tolerated before the peer is dropped.
     pub max_invalid_requests: u32,
     /// Requests for blocks this side does not have, tolerated before the peer is dropped.
@@ -95,7 +93,6 @@ pub struct PeerLimits {
 impl Default for PeerLimits {
     fn default() -> Self {
         PeerLimits {
-            max_inflight: 64,
             max_invalid_requests: 64,
             max_unavailable_requests: 4096,
         }

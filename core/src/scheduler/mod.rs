@@ -54,7 +54,9 @@
 //!   assumed to have [`SchedulerOptions::default_rate`] / [`SchedulerOptions::default_rtt`],
 //!   degraded by how long it has been silent since its first request (a peer whose requests
 //!   are always moved away before it answers is thereby recognised as slow).
-//! * **Depth**: `clamp(rate × (rtt + queue_time) / block, min_depth, max_depth)`
+//! * **Depth**: `clamp(rate × (rtt + queue_time) / block, min_depth, max_depth)`, and at most
+//!   `max_depth_bytes / block` (small blocks may have many requests in flight, large ones not
+//!   many bytes)
 //!   ([`SchedulerOptions::initial_depth`] before the first arrival, 1 when snubbed). Growth is
 //!   immediate; a shrink is applied by not issuing until the queue has drained (cancelling
 //!   requests the responder may already have sent would only create duplicates). Only
@@ -385,6 +387,9 @@ pub struct SchedulerOptions {
     pub min_depth: usize,
     /// Largest request depth.
     pub max_depth: usize,
+    /// Largest number of bytes a peer's requests in flight may ask for (with the average block
+    /// size): bounds the memory of large blocks in flight while small blocks get a deep queue.
+    pub max_depth_bytes: u64,
     /// Depth of a peer before its first arrival.
     pub initial_depth: usize,
     /// Depth target: `rate × (rtt + queue_time) / block size`.
@@ -419,6 +424,7 @@ impl Default for SchedulerOptions {
             waste_ratio: 0.10,
             min_depth: 2,
             max_depth: 512,
+            max_depth_bytes: 32 << 20,
             initial_depth: 4,
             queue_time: Duration::from_millis(250),
             rto_initial: Duration::from_secs(1),

@@ -593,9 +593,15 @@ impl Scheduler {
     /// Updates the peer's estimators from a completed request.
     fn sample(&mut self, now: Duration, pid: PeerId, req: &Req, bytes: u64, out: &mut Vec<Action>) {
         let opts_min = self.opts.min_depth;
-        let max_depth = self.opts.max_depth;
-        let queue_time = self.opts.queue_time;
         let avg_block = self.avg_block.max(1.0);
+        // the byte bound counts this block too, so the first large blocks bound it at once
+        // (the average moves slowly); never below the smallest depth (clamp needs min <= max)
+        let max_depth = self
+            .opts
+            .max_depth
+            .min((self.opts.max_depth_bytes as f64 / avg_block.max(bytes as f64)) as usize)
+            .max(opts_min);
+        let queue_time = self.opts.queue_time;
         let Some(p) = self.peers.get_mut(&pid) else {
             return;
         };
