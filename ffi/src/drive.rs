@@ -431,7 +431,7 @@ pub extern "C" fn dat_drive_download(
     userdata: *mut c_void,
     out_blocks: *mut u64,
 ) -> dat_status {
-    download(drive, path, std::ptr::null(), cb, userdata, out_blocks)
+    catch_status(|| download(drive, path, std::ptr::null(), cb, userdata, out_blocks))
 }
 
 /// `dat_drive_download` that stops early, with `DAT_CANCELLED`, once `cancel` is cancelled
@@ -447,7 +447,7 @@ pub extern "C" fn dat_drive_download_until(
     userdata: *mut c_void,
     out_blocks: *mut u64,
 ) -> dat_status {
-    download(drive, path, cancel, cb, userdata, out_blocks)
+    catch_status(|| download(drive, path, cancel, cb, userdata, out_blocks))
 }
 
 fn download(
@@ -457,34 +457,32 @@ fn download(
     cb: dat_progress_cb,
     userdata: *mut c_void,
     out_blocks: *mut u64,
-) -> dat_status {
-    catch_status(|| {
-        let drive = drive_ref(drive)?;
-        let path = path_arg(path, "path")?;
-        let out_blocks = out_ref(out_blocks, "out_blocks")?;
-        let never = CancelToken::new();
-        let cancel = if cancel.is_null() {
-            &never
-        } else {
-            // SAFETY: `cancel` is a live cancel handle for the duration of the call (contract).
-            unsafe { try_ref(cancel, "cancel") }?
-        };
-        let userdata = UserData(userdata);
-        let mut last = None;
-        let fetched = drive.download_until(path, cancel, |done, total| {
-            if last == Some((done, total)) {
-                return;
-            }
-            last = Some((done, total));
-            if let Some(cb) = cb {
-                // SAFETY: the caller's callback, called with their userdata on their own thread
-                // during this call, as the header documents.
-                unsafe { cb(userdata.0, done, total) };
-            }
-        })?;
-        out_blocks.write(fetched);
-        Ok(())
-    })
+) -> Result<(), Failure> {
+    let drive = drive_ref(drive)?;
+    let path = path_arg(path, "path")?;
+    let out_blocks = out_ref(out_blocks, "out_blocks")?;
+    let never = CancelToken::new();
+    let cancel = if cancel.is_null() {
+        &never
+    } else {
+        // SAFETY: `cancel` is a live cancel handle for the duration of the call (contract).
+        unsafe { try_ref(cancel, "cancel") }?
+    };
+    let userdata = UserData(userdata);
+    let mut last = None;
+    let fetched = drive.download_until(path, cancel, |done, total| {
+        if last == Some((done, total)) {
+            return;
+        }
+        last = Some((done, total));
+        if let Some(cb) = cb {
+            // SAFETY: the caller's callback, called with their userdata on their own thread
+            // during this call, as the header documents.
+            unsafe { cb(userdata.0, done, total) };
+        }
+    })?;
+    out_blocks.write(fetched);
+    Ok(())
 }
 
 /// A flag that stops a `dat_drive_download_until` from another thread. Thread-safe: any thread
