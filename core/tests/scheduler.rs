@@ -910,12 +910,15 @@ fn scenario_many_far_seeders() {
     }
 }
 
-/// A fast peer's request depth grows with its rate, up to `max_depth` requests for small blocks
-/// and to `max_depth_bytes` of large blocks in flight (512 requests of 1 MiB would be 512 MiB).
+/// A peer's request depth grows with its rate: up to `max_depth` requests for a peer that is not
+/// fast; for a fast one up to `fast_queue_time` of its measured throughput (at most
+/// `max_depth_fast`); and never beyond `max_depth_bytes` of large blocks in flight (512 requests
+/// of 1 MiB would be 512 MiB).
 #[test]
 fn request_depth_is_bounded_by_count_and_by_bytes() {
-    let deepest = |block: u64| {
-        let n = 20_000;
+    // the deepest queue of one peer answering in order, one block per `per_block`
+    let deepest = |block: u64, per_block: Duration| {
+        let n = 40_000;
         let mut s = Scheduler::new(SchedulerOptions::default(), n, Bitfield::new());
         let mut queue: std::collections::VecDeque<u64> = std::collections::VecDeque::new();
         let mut now = Duration::ZERO;
@@ -926,8 +929,7 @@ fn request_depth_is_bounded_by_count_and_by_bytes() {
         );
         let mut deepest = 0;
         while let Some(b) = queue.pop_front() {
-            // 1 GB/s, answered in order
-            now += Duration::from_nanos(block);
+            now += per_block;
             let a = s.handle(
                 now,
                 Event::BlockArrived {
@@ -943,8 +945,20 @@ fn request_depth_is_bounded_by_count_and_by_bytes() {
         deepest
     };
     let opts = SchedulerOptions::default();
-    assert_eq!(deepest(1024), opts.max_depth, "1 KiB blocks");
-    let mib = deepest(1 << 20);
+    // 100,000 blocks/s: 50 ms of it is more than a fast peer may have in flight
+    let fastest = deepest(1024, Duration::from_micros(10));
+    assert_eq!(fastest, opts.max_depth_fast, "1 KiB blocks at 100,000/s");
+    // 5,000 blocks/s drains max_depth in ~100 ms, more than fast_queue_time: not fast
+    let slow = deepest(1024, Duration::from_micros(200));
+    assert_eq!(slow, opts.max_depth, "1 KiB blocks at 5,000/s");
+    // 40,000 blocks/s: fast_queue_time (50 ms) of it is about 2,000 requests
+    let fast = deepest(1024, Duration::from_micros(25));
+    let expect = 40_000.0 * opts.fast_queue_time.as_secs_f64();
+    assert!(
+        (fast as f64) > expect * 0.8 && (fast as f64) < expect * 1.2,
+        "1 KiB blocks at 40,000/s: depth {fast}, expected about {expect}"
+    );
+    let mib = deepest(1 << 20, Duration::from_nanos(1 << 20));
     assert!(
         mib as u64 * (1 << 20) <= opts.max_depth_bytes && mib >= opts.min_depth,
         "1 MiB blocks: depth {mib}"

@@ -70,6 +70,13 @@ pub(crate) struct PeerState {
     pub(crate) ewma_bytes: f64,
     pub(crate) ewma_secs: f64,
     pub(crate) last_arrival: Option<Duration>,
+    /// Throughput window: when it started and the blocks that arrived in it since.
+    pub(crate) win_start: Option<Duration>,
+    pub(crate) win_blocks: u64,
+    /// Blocks per second the peer delivered, averaged over windows of at least
+    /// [`THROUGHPUT_WINDOW`] (0 until the first window closes). Unlike [`PeerState::rate`],
+    /// which follows head-of-line service times, it is not fooled by blocks arriving in bursts.
+    pub(crate) throughput: f64,
     /// Before the first arrival: when the first request was sent.
     pub(crate) silent_since: Option<Duration>,
     pub(crate) snubbed: bool,
@@ -97,6 +104,9 @@ impl PeerState {
             ewma_bytes: 0.0,
             ewma_secs: 0.0,
             last_arrival: None,
+            win_start: None,
+            win_blocks: 0,
+            throughput: 0.0,
             silent_since: None,
             snubbed: false,
             avoid: BTreeSet::new(),
@@ -124,7 +134,45 @@ impl PeerState {
     pub(crate) fn rate(&self) -> Option<f64> {
         (self.ewma_secs > 0.0).then(|| self.ewma_bytes / self.ewma_secs)
     }
+
+    /// Counts an arrival at `now` for a request sent at `sent_at` in the throughput window.
+    /// A window restarts when the peer was idle (the request went out after its last
+    /// arrival), so idle time is not taken for slowness.
+    fn count_throughput(&mut self, now: Duration, sent_at: Duration) {
+        let idle = self.last_arrival.is_none_or(|l| sent_at > l);
+        match self.win_start {
+            Some(start) if !idle => {
+                self.win_blocks += 1;
+                let elapsed = now.saturating_sub(start);
+                if elapsed >= THROUGHPUT_WINDOW {
+                    let t = self.win_blocks as f64 / elapsed.as_secs_f64();
+                    self.throughput = if self.throughput == 0.0 {
+                        t
+                    } else {
+                        (self.throughput + t) / 2.0
+                    };
+                    self.win_start = Some(now);
+                    self.win_blocks = 0;
+                }
+            }
+            _ => {
+                self.win_start = Some(sent_at);
+                self.win_blocks = 1;
+            }
+        }
+    }
+
+    /// The most requests this peer may have in flight: [`SchedulerOptions::max_depth`], or for
+    /// a peer that drains that many within [`SchedulerOptions::fast_queue_time`], what it
+    /// delivers in that time (at most [`SchedulerOptions::max_depth_fast`]).
+    fn depth_limit(&self, opts: &SchedulerOptions) -> usize {
+        let fast = (self.throughput * opts.fast_queue_time.as_secs_f64()) as usize;
+        opts.max_depth.max(fast.min(opts.max_depth_fast))
+    }
 }
+
+/// Shortest window over which [`PeerState::throughput`] is measured.
+pub(crate) const THROUGHPUT_WINDOW: Duration = Duration::from_millis(50);
 
 /// A registered range.
 #[derive(Clone, Debug)]
@@ -594,17 +642,17 @@ impl Scheduler {
     fn sample(&mut self, now: Duration, pid: PeerId, req: &Req, bytes: u64, out: &mut Vec<Action>) {
         let opts_min = self.opts.min_depth;
         let avg_block = self.avg_block.max(1.0);
-        // the byte bound counts this block too, so the first large blocks bound it at once
-        // (the average moves slowly); never below the smallest depth (clamp needs min <= max)
-        let max_depth = self
-            .opts
-            .max_depth
-            .min((self.opts.max_depth_bytes as f64 / avg_block.max(bytes as f64)) as usize)
-            .max(opts_min);
         let queue_time = self.opts.queue_time;
         let Some(p) = self.peers.get_mut(&pid) else {
             return;
         };
+        p.count_throughput(now, req.sent_at);
+        // the byte bound counts this block too, so the first large blocks bound it at once
+        // (the average moves slowly); never below the smallest depth (clamp needs min <= max)
+        let max_depth = p
+            .depth_limit(&self.opts)
+            .min((self.opts.max_depth_bytes as f64 / avg_block.max(bytes as f64)) as usize)
+            .max(opts_min);
         let start = req.sent_at.max(p.last_arrival.unwrap_or(Duration::ZERO));
         let interval = now.saturating_sub(start).max(Duration::from_micros(1));
         match p.srtt {
