@@ -690,3 +690,99 @@ async fn a_download_stops_when_cancelled() {
         "stopped by the cancel, not the 60 s timeout"
     );
 }
+
+/// `download` of a folder fetches the blocks of its files and no others, counting a block that
+/// deduplicated files share once; its last report is (total, total), and a second download of
+/// the same folder fetches nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_download_fetches_its_files_blocks_once_each() {
+    let (wd, rd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let wstore = Store::open(wd.path()).unwrap();
+    let writer = Drive::create(&wstore).unwrap();
+    let mut seed = 7u64;
+    let noise: Vec<u8> = (0..400_000)
+        .map(|_| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 56) as u8
+        })
+        .collect();
+    let dedup = PutOptions {
+        dedup: true,
+        ..Default::default()
+    };
+    writer.put("/other.bin", &pattern(300_000)).unwrap();
+    writer.put_with("/docs/a.bin", &noise, &dedup).unwrap();
+    // the same content again: every block of b is one of a's
+    let (_, report) = writer.put_with("/docs/b.bin", &noise, &dedup).unwrap();
+    assert_eq!(report.unwrap().blocks_new, 0);
+    writer.put("/docs/sub/c.bin", &pattern(150_000)).unwrap();
+    writer.put("/zzz.bin", &pattern(70_000)).unwrap();
+    let content = writer.content_log().length();
+
+    let rstore = Store::open(rd.path()).unwrap();
+    let (x, y) = tokio::io::duplex(1 << 20);
+    let opts = ConnectionOptions {
+        sparse: true,
+        ..Default::default()
+    };
+    let wc = driver::spawn(
+        Connection::new(wstore.clone(), true, &KeyPair::generate(), opts.clone()).unwrap(),
+        x,
+        vec![],
+    );
+    let rc = driver::spawn(
+        Connection::new(rstore.clone(), false, &KeyPair::generate(), opts).unwrap(),
+        y,
+        vec![],
+    );
+    let key = writer.key();
+    let (fetched, again, reports, reader) = tokio::task::spawn_blocking(move || {
+        let reader = Drive::open(
+            &rstore,
+            &key,
+            DriveOptions {
+                sparse: true,
+                timeout: Some(Duration::from_secs(60)),
+            },
+        )
+        .unwrap();
+        let mut reports = Vec::new();
+        let fetched = reader
+            .download("/docs", |done, total| reports.push((done, total)))
+            .unwrap();
+        let again = reader.download("/docs", |_, _| {}).unwrap();
+        (fetched, again, reports, reader)
+    })
+    .await
+    .unwrap();
+    rc.close().await.unwrap();
+    wc.join().await.unwrap();
+
+    // the blocks of a (which b shares), the block maps of a and b, and c: every content block
+    // but other's and zzz's
+    let other = writer.entry("/other.bin").unwrap().unwrap().blob.unwrap();
+    let zzz = writer.entry("/zzz.bin").unwrap().unwrap().blob.unwrap();
+    let expected = content - other.block_length - zzz.block_length;
+    let &(done, total) = reports.last().unwrap();
+    assert_eq!((done, total), (expected, expected), "reports {reports:?}");
+    assert_eq!(reports[0].1, expected);
+    assert!(reports.windows(2).all(|w| w[0].0 <= w[1].0), "{reports:?}");
+    assert_eq!(fetched, expected);
+    assert_eq!(again, 0);
+    let log = reader.content_log();
+    assert_eq!(log.has_count(0, content).unwrap(), expected);
+    assert_eq!(
+        log.has_count(other.block_offset, other.block_offset + other.block_length)
+            .unwrap(),
+        0
+    );
+    // read with no peer left: everything under /docs is here
+    assert_eq!(reader.get("/docs/a.bin").unwrap().unwrap(), noise);
+    assert_eq!(reader.get("/docs/b.bin").unwrap().unwrap(), noise);
+    assert_eq!(
+        reader.get("/docs/sub/c.bin").unwrap().unwrap(),
+        pattern(150_000)
+    );
+}

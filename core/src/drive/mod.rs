@@ -471,7 +471,8 @@ impl Drive {
     }
 
     /// Fetches the files under `path` (a file or a folder) from peers, reporting progress
-    /// (`(blocks done, blocks total)`) as it goes; returns the number of blocks fetched.
+    /// (`(blocks done, blocks total)`) as it goes; returns the number of blocks fetched. A block
+    /// that several files share (deduplicated) counts once.
     pub fn download(&self, path: &str, progress: impl FnMut(u64, u64)) -> Result<u64> {
         self.download_until(path, &CancelToken::new(), progress)
     }
@@ -490,6 +491,18 @@ impl Drive {
             _ => self.list(path, true)?,
         };
         let log = self.blobs.log().clone();
+        // a block map is read (fetched) to learn its file's blocks: count what that fetches
+        let maps = merge_ranges(
+            entries
+                .iter()
+                .filter_map(|(_, e)| e.blob.as_ref().filter(|b| b.block_map))
+                .map(|b| (b.block_offset, b.block_offset + b.block_length))
+                .collect(),
+        );
+        let mut maps_fetched = 0;
+        for &(a, b) in &maps {
+            maps_fetched += (b - a) - log.has_count(a, b)?;
+        }
         let mut ranges: Vec<(u64, u64)> = Vec::new();
         for (_, e) in &entries {
             match &e.blob {
@@ -500,15 +513,23 @@ impl Drive {
                 _ => {}
             }
         }
+        // One range per run of blocks: a folder's files usually lie back to back in the content
+        // log, and files that share deduplicated blocks must not count them twice.
+        let ranges = merge_ranges(ranges);
         let total: u64 = ranges.iter().map(|(a, b)| b - a).sum();
-        let missing = |ranges: &[(u64, u64)]| -> Result<u64> {
+        // what each range still misses; a range once complete is not counted again
+        let mut left_in: Vec<u64> = ranges.iter().map(|(a, b)| b - a).collect();
+        let mut missing = |ranges: &[(u64, u64)]| -> Result<u64> {
             let mut n = 0;
-            for &(a, b) in ranges {
-                n += (b - a) - log.has_count(a, b)?;
+            for (&(a, b), left) in ranges.iter().zip(left_in.iter_mut()) {
+                if *left > 0 {
+                    *left = (b - a) - log.has_count(a, b)?;
+                    n += *left;
+                }
             }
             Ok(n)
         };
-        let before = missing(&ranges)?;
+        let before = missing(&ranges)? + maps_fetched;
         let handles: Vec<_> = ranges
             .iter()
             .map(|&(a, b)| {
@@ -590,7 +611,11 @@ impl BlockingRecv for tokio::sync::broadcast::Receiver<crate::LogEvent> {
         // events arrive from replication threads; poll with a short park between checks
         loop {
             match self.try_recv() {
-                Ok(_) | Err(TryRecvError::Lagged(_)) => return Ok(()),
+                Ok(_) | Err(TryRecvError::Lagged(_)) => {
+                    // what else has arrived is taken too: one recount for all of it
+                    while matches!(self.try_recv(), Ok(_) | Err(TryRecvError::Lagged(_))) {}
+                    return Ok(());
+                }
                 Err(TryRecvError::Closed) => return Err(()),
                 Err(TryRecvError::Empty) => {}
             }
@@ -603,6 +628,20 @@ impl BlockingRecv for tokio::sync::broadcast::Receiver<crate::LogEvent> {
             std::thread::park_timeout(Duration::from_millis(5));
         }
     }
+}
+
+/// Sorts block ranges `[start, end)` and merges those that overlap or touch; drops empty ones.
+fn merge_ranges(mut ranges: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    ranges.retain(|(a, b)| a < b);
+    ranges.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+    for (a, b) in ranges {
+        match merged.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    merged
 }
 
 /// The bee range of the entries under `folder` after `after` (a path suffix starting with `/`).
@@ -742,5 +781,27 @@ impl std::io::Write for FileWriter {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_ranges;
+
+    #[test]
+    fn block_ranges_merge_when_they_overlap_or_touch() {
+        assert_eq!(merge_ranges(vec![]), vec![]);
+        assert_eq!(
+            merge_ranges(vec![
+                (10, 12),
+                (0, 3),
+                (3, 5),
+                (4, 8),
+                (9, 9),
+                (20, 25),
+                (21, 22)
+            ]),
+            vec![(0, 8), (10, 12), (20, 25)]
+        );
     }
 }
