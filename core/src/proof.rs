@@ -141,6 +141,12 @@ impl Data {
                 .as_ref()
                 .map_or(0, |b| b.value.len() + 48 * b.nodes.len());
         let mut e = Encoder::with_capacity(cap);
+        self.encode_into(&mut e);
+        e.finish()
+    }
+
+    /// Appends the compact encoding to `e`.
+    pub fn encode_into(&self, e: &mut Encoder) {
         let flags = u64::from(self.block.is_some())
             | u64::from(self.hash.is_some()) << 1
             | u64::from(self.seek.is_some()) << 2
@@ -149,26 +155,25 @@ impl Data {
         e.uint(flags).uint(self.request).uint(self.fork);
         if let Some(b) = &self.block {
             e.uint(b.index).buffer(&b.value);
-            encode_nodes(&mut e, &b.nodes);
+            encode_nodes(e, &b.nodes);
         }
         if let Some(h) = &self.hash {
             e.uint(h.index);
-            encode_nodes(&mut e, &h.nodes);
+            encode_nodes(e, &h.nodes);
         }
         if let Some(s) = &self.seek {
             e.uint(s.bytes);
-            encode_nodes(&mut e, &s.nodes);
+            encode_nodes(e, &s.nodes);
         }
         if let Some(u) = &self.upgrade {
             e.uint(u.start).uint(u.length);
-            encode_nodes(&mut e, &u.nodes);
-            encode_nodes(&mut e, &u.additional_nodes);
+            encode_nodes(e, &u.nodes);
+            encode_nodes(e, &u.additional_nodes);
             e.optional_buffer(Some(&u.signature));
         }
         if let Some(m) = &self.manifest {
-            m.encode_into(&mut e);
+            m.encode_into(e);
         }
-        e.finish()
     }
 
     /// Decodes a `data` message; trailing bytes are ignored as the reference does.

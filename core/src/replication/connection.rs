@@ -479,8 +479,10 @@ impl Connection {
 
     fn send_all(&mut self, channel: ChannelId, out: Outbox) -> Result<()> {
         for m in out {
-            let (t, payload) = m.encode();
-            self.mux.send(channel, t, &payload)?;
+            self.mux
+                .send_with(channel, m.message_type(), m.payload_hint(), |e| {
+                    m.encode_into(e)
+                })?;
         }
         Ok(())
     }

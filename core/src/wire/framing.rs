@@ -42,6 +42,9 @@ pub fn push_frame_header(len: usize, out: &mut Vec<u8>) -> Result<()> {
     Ok(())
 }
 
+/// Frames up to this size get their whole buffer when their length arrives.
+const EAGER_RESERVE: usize = 1 << 20;
+
 /// Splits a byte stream into frames.
 ///
 /// Feed it whatever chunks the transport delivers with [`push`](Self::push); take the complete frames
@@ -120,9 +123,11 @@ impl FrameDecoder {
                         self.ready.push_back(Vec::new());
                     } else {
                         self.body_len = Some(size);
-                        // Reserve only what this chunk can fill: a peer announcing a big frame
-                        // and then stalling costs no more memory than it has sent.
-                        self.body = Vec::with_capacity(size.min(chunk.len()));
+                        // A frame up to EAGER_RESERVE is reserved whole (growing it chunk by
+                        // chunk copied it almost twice over); a larger one grows from there, so a
+                        // peer announcing a big frame and then stalling costs at most
+                        // EAGER_RESERVE or twice what it has sent.
+                        self.body = Vec::with_capacity(size.min(chunk.len().max(EAGER_RESERVE)));
                     }
                 }
                 Some(size) => {
@@ -234,6 +239,28 @@ mod tests {
         let f = d.next_frame().unwrap();
         assert_eq!(f, vec![1u8; 1000]);
         assert!(f.capacity() <= 1000);
+    }
+
+    #[test]
+    fn a_large_frame_grows_from_the_eager_reserve_and_within_twice_what_arrived() {
+        let size = 5 << 20;
+        let stream = encode_frame(&vec![3u8; size]).unwrap();
+        let mut d = FrameDecoder::new();
+        let mut sent = 0;
+        for c in stream.chunks(64 << 10) {
+            d.push(c).unwrap();
+            sent += c.len();
+            if d.body_len.is_some() {
+                assert!(
+                    d.body.capacity() <= EAGER_RESERVE.max(2 * sent),
+                    "{} reserved after {sent} bytes",
+                    d.body.capacity()
+                );
+            }
+        }
+        let f = d.next_frame().unwrap();
+        assert_eq!(f.len(), size);
+        assert!(f.capacity() <= size);
     }
 
     #[test]

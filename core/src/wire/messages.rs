@@ -290,6 +290,21 @@ impl Message {
     /// The type number and the payload (what follows the type in a protomux message).
     pub fn encode(&self) -> (u64, Vec<u8>) {
         let mut e = Encoder::new();
+        self.encode_into(&mut e);
+        (self.message_type(), e.finish())
+    }
+
+    /// A lower bound of the payload's length: the block a `data` message carries, else 0. A
+    /// sender uses it to write a large payload straight into its frame.
+    pub fn payload_hint(&self) -> usize {
+        match self {
+            Message::Data(d) => d.block.as_ref().map_or(0, |b| b.value.len()),
+            _ => 0,
+        }
+    }
+
+    /// Appends the payload (what follows the type in a protomux message) to `e`.
+    pub fn encode_into(&self, e: &mut Encoder) {
         match self {
             Message::Sync(m) => {
                 let flags = u64::from(m.can_upgrade)
@@ -329,7 +344,7 @@ impl Message {
             Message::Cancel(m) => {
                 e.uint(m.request);
             }
-            Message::Data(m) => return (types::DATA, m.encode()),
+            Message::Data(m) => m.encode_into(e),
             Message::NoData(m) => {
                 e.uint(m.request).uint(u64::from(m.reason != 0));
                 if m.reason != 0 {
@@ -360,7 +375,6 @@ impl Message {
                 e.string(&m.name).raw(&m.message);
             }
         }
-        (self.message_type(), e.finish())
     }
 
     /// Decodes the payload of a message of type `message_type`. Trailing bytes are ignored, as the

@@ -176,6 +176,10 @@ struct Batch {
     last: Option<u64>,
 }
 
+/// Entries of at least this many bytes have a 5-byte length in a batch (compact-encoding uses
+/// 1 byte below 0xfd, 3 bytes to 0xffff, then 5 bytes to 2³²−1).
+const LARGE_ENTRY: usize = 0x10000;
+
 fn uint_len(n: u64) -> usize {
     match n {
         0..=0xfc => 1,
@@ -385,6 +389,11 @@ impl Mux {
     pub fn send(&mut self, channel: ChannelId, message_type: u64, payload: &[u8]) -> Result<()> {
         let local_id = self.channel(channel)?.local_id;
         if self.batch.is_some() {
+            if payload.len() >= LARGE_ENTRY {
+                return self.push_large(local_id, message_type, payload.len(), |e| {
+                    e.raw(payload);
+                });
+            }
             let mut e = Encoder::with_capacity(uint_len(message_type) + payload.len());
             e.uint(message_type).raw(payload);
             return self.push_batch(local_id, &e.finish());
@@ -395,6 +404,98 @@ impl Mux {
         e.uint(local_id).uint(message_type).raw(payload);
         self.frames.push_back(e.finish());
         Ok(())
+    }
+
+    /// Like [`send`](Self::send), with the payload written by `encode` straight into the frame,
+    /// or into the batch while corked: a large payload (a block) is not copied on its way.
+    /// `min_len` is a lower bound of the payload's length (0 if unknown).
+    pub fn send_with(
+        &mut self,
+        channel: ChannelId,
+        message_type: u64,
+        min_len: usize,
+        encode: impl FnOnce(&mut Encoder),
+    ) -> Result<()> {
+        let local_id = self.channel(channel)?.local_id;
+        if self.batch.is_none() {
+            let mut e =
+                Encoder::with_capacity(uint_len(local_id) + uint_len(message_type) + min_len + 64);
+            e.uint(local_id).uint(message_type);
+            encode(&mut e);
+            let frame = e.finish();
+            self.check_frame(frame.len())?;
+            self.frames.push_back(frame);
+            return Ok(());
+        }
+        if min_len < LARGE_ENTRY {
+            let mut e = Encoder::with_capacity(uint_len(message_type) + min_len + 64);
+            e.uint(message_type);
+            encode(&mut e);
+            return self.push_batch(local_id, &e.finish());
+        }
+        self.push_large(local_id, message_type, min_len, encode)
+    }
+
+    /// [`Mux::send_with`] of an entry of at least [`LARGE_ENTRY`] bytes while corked. Its length
+    /// then always takes 5 bytes (`0xfe`, u32 LE), so the entry is encoded after a placeholder
+    /// that is filled in afterwards.
+    fn push_large(
+        &mut self,
+        id: u64,
+        message_type: u64,
+        min_len: usize,
+        encode: impl FnOnce(&mut Encoder),
+    ) -> Result<()> {
+        let max_frame = self.limits.max_frame;
+        let switch = 1 + uint_len(id);
+        let Some(batch) = self.batch.as_mut() else {
+            unreachable!("push_large is only called while corked")
+        };
+        // a batch that is full, or that this entry cannot join, goes out first
+        if !batch.buf.is_empty()
+            && (batch.buf.len() >= MAX_BATCH || batch.buf.len() + switch + 5 + min_len > max_frame)
+        {
+            let full = std::mem::take(&mut batch.buf);
+            batch.last = None;
+            self.frames.push_back(full);
+        }
+        let Some(batch) = self.batch.as_mut() else {
+            unreachable!("still corked")
+        };
+        let last = batch.last;
+        let mut e = Encoder {
+            buf: std::mem::take(&mut batch.buf),
+        };
+        let mark = e.buf.len();
+        if e.buf.is_empty() {
+            e.buf.reserve(2 + switch + 5 + min_len + 64);
+            e.byte(0).byte(0).uint(id);
+        } else {
+            e.buf.reserve(switch + 5 + min_len + 64);
+            if last != Some(id) {
+                e.byte(0).uint(id);
+            }
+        }
+        let len_at = e.buf.len();
+        e.buf.extend_from_slice(&[0xfe, 0, 0, 0, 0]);
+        let entry_at = e.buf.len();
+        e.uint(message_type);
+        encode(&mut e);
+        let entry_len = e.buf.len() - entry_at;
+        let mut buf = e.finish();
+        if buf.len() <= max_frame {
+            debug_assert!(entry_len >= LARGE_ENTRY, "min_len overstated the payload");
+            buf[len_at + 1..entry_at].copy_from_slice(&(entry_len as u32).to_le_bytes());
+            batch.buf = buf;
+            batch.last = Some(id);
+            return Ok(());
+        }
+        // too large for the frame: take the entry back out; alone in a batch it fails there
+        let entry = buf[entry_at..].to_vec();
+        buf.truncate(mark);
+        batch.buf = buf;
+        batch.last = last;
+        self.push_batch(id, &entry)
     }
 
     /// Closes a channel: sends `close`. Closing a closed (or unknown) channel does nothing.
@@ -954,6 +1055,79 @@ mod tests {
                 0, 0, // switch to 0
                 2, 3, 1, // close 1
             ]]
+        );
+    }
+
+    /// Large entries (≥ 64 KiB) are written straight into the batch after a 5-byte length; the
+    /// layout is protomux's (`0xfe` and a u32 is how compact-encoding writes such a length), a
+    /// batch that cannot take one goes out first, and one too large for a frame is an error that
+    /// leaves the batch as it was.
+    #[test]
+    fn large_entries_join_the_batch_in_protomux_layout() {
+        let mut m = Mux::with_limits(Limits {
+            max_frame: 200_000,
+            ..Limits::default()
+        });
+        let big: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+        m.cork();
+        let c1 = m.open("a", None, &[]).unwrap();
+        m.drain_frames();
+        m.send(c1, 0, &[1]).unwrap();
+        m.send(c1, 3, &big).unwrap();
+        m.send_with(c1, 4, 65_536, |e| {
+            e.raw(&big);
+        })
+        .unwrap();
+        // 3 + 3 + 70,006 + 70,006 bytes so far: a third one does not fit in 200,000
+        m.send(c1, 5, &big).unwrap();
+        // understated length: found too big only once written, moved to a batch of its own
+        let err = m.send_with(c1, 6, 65_536, |e| {
+            e.raw(&big).raw(&big).raw(&big);
+        });
+        assert!(matches!(err, Err(Error::FrameTooLarge { .. })), "{err:?}");
+        m.send(c1, 7, &[2]).unwrap();
+        m.uncork();
+        let frames = m.drain_frames();
+        let entry = |t: u8| {
+            let mut v = vec![0xfe];
+            v.extend_from_slice(&(70_001u32).to_le_bytes());
+            v.push(t);
+            v.extend_from_slice(&big);
+            v
+        };
+        let mut first = vec![0, 0, 0, 5, 1, 1, 1, b'a', 0, 0, 1, 2, 0, 1];
+        first.extend(entry(3));
+        first.extend(entry(4));
+        let mut second = vec![0, 0, 1];
+        second.extend(entry(5));
+        second.extend([2, 7, 2]);
+        assert_eq!(frames.len(), 2);
+        assert!(frames[0] == first, "first batch differs");
+        assert!(frames[1] == second, "second batch differs");
+        // and the other side reads them back
+        let mut r = Mux::with_limits(Limits {
+            max_frame: 200_000,
+            ..Limits::default()
+        });
+        let rc = r.open("a", None, &[]).unwrap();
+        for f in &frames {
+            r.receive(f).unwrap();
+        }
+        let got: Vec<(u64, usize)> = r
+            .drain_events()
+            .into_iter()
+            .filter_map(|ev| match ev {
+                Event::Message {
+                    channel,
+                    message_type,
+                    payload,
+                } if channel == rc => Some((message_type, payload.len())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![(0, 1), (3, 70_000), (4, 70_000), (5, 70_000), (7, 1)]
         );
     }
 }
