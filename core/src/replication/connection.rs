@@ -130,6 +130,8 @@ pub struct Connection {
     by_dk: HashMap<Hash, ChannelId>,
     pending_logs: Vec<Log>,
     events: VecDeque<ConnectionEvent>,
+    /// Channel messages decoded from a frame, not handled yet (they precede the mux's events).
+    decoded: VecDeque<(ChannelId, Message)>,
     connected: bool,
     /// When this connection was made (the handshake deadline counts from here).
     started: std::time::Instant,
@@ -162,6 +164,7 @@ impl Connection {
             peer_id: NEXT_PEER_ID.fetch_add(1, Ordering::Relaxed),
             channels: HashMap::new(),
             by_dk: HashMap::new(),
+            decoded: VecDeque::new(),
             pending_logs: Vec::new(),
             events: VecDeque::new(),
             connected: false,
@@ -326,11 +329,18 @@ impl Connection {
 
     /// True when received messages wait to be handled ([`Connection::resume`]).
     pub fn has_pending_input(&self) -> bool {
-        self.mux.has_events() || self.transport.has_messages()
+        !self.decoded.is_empty() || self.mux.has_events() || self.transport.has_messages()
     }
 
     fn receive_frames(&mut self, budget: usize) -> Result<bool> {
         loop {
+            // decoded messages came before any queued event
+            while let Some((channel, msg)) = self.decoded.pop_front() {
+                self.on_channel_message(channel, msg)?;
+                if self.mux.queued_bytes() >= budget {
+                    return Ok(self.has_pending_input());
+                }
+            }
             while let Some(ev) = self.mux.next_event() {
                 self.on_mux_event(ev)?;
                 if self.mux.queued_bytes() >= budget {
@@ -340,7 +350,15 @@ impl Connection {
             let Some(frame) = self.transport.next_message() else {
                 return Ok(false);
             };
-            self.mux.receive(&frame)?;
+            // messages are decoded straight from the frame (a block is copied out of it once)
+            let decoded = &mut self.decoded;
+            self.mux.receive_with(&frame, &mut |channel, t, payload| {
+                // message types this version does not know are ignored, as protomux does
+                if t < messages::MESSAGE_TYPES {
+                    decoded.push_back((channel, Message::decode(t, payload)?));
+                }
+                Ok(())
+            })?;
         }
     }
 
@@ -408,24 +426,28 @@ impl Connection {
                     return Ok(());
                 }
                 let msg = Message::decode(message_type, &payload)?;
-                let limits = self.opts.limits;
-                let Some(c) = self.channels.get_mut(&channel) else {
-                    return Err(Error::Protocol("a message on an unknown channel".into()));
-                };
-                let mut out = Outbox::new();
-                let uploaded = c.on_message(msg, &limits, &mut out)?;
-                let dk = c.log.discovery_key();
-                if let Some(index) = uploaded {
-                    self.events.push_back(ConnectionEvent::Upload {
-                        discovery_key: dk,
-                        index,
-                    });
-                }
-                self.send_all(channel, out)?;
+                self.on_channel_message(channel, msg)?;
             }
             Event::Closed { channel } | Event::Rejected { channel } => self.drop_channel(channel),
         }
         Ok(())
+    }
+
+    fn on_channel_message(&mut self, channel: ChannelId, msg: Message) -> Result<()> {
+        let limits = self.opts.limits;
+        let Some(c) = self.channels.get_mut(&channel) else {
+            return Err(Error::Protocol("a message on an unknown channel".into()));
+        };
+        let mut out = Outbox::new();
+        let uploaded = c.on_message(msg, &limits, &mut out)?;
+        let dk = c.log.discovery_key();
+        if let Some(index) = uploaded {
+            self.events.push_back(ConnectionEvent::Upload {
+                discovery_key: dk,
+                index,
+            });
+        }
+        self.send_all(channel, out)
     }
 
     /// Verifies and stores the data received so far, one transaction per log, and sends the

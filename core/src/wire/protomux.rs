@@ -176,6 +176,12 @@ struct Batch {
     last: Option<u64>,
 }
 
+/// What [`Mux::receive_with`] hands each message to: (channel, message type, payload).
+pub type OnMessage<'a> = dyn FnMut(ChannelId, u64, &[u8]) -> Result<()> + 'a;
+
+/// Where messages go while a frame is read: the caller's [`OnMessage`], or the event queue.
+type Sink<'a, 'b> = Option<&'a mut OnMessage<'b>>;
+
 /// Entries of at least this many bytes have a 5-byte length in a batch (compact-encoding uses
 /// 1 byte below 0xfd, 3 bytes to 0xffff, then 5 bytes to 2³²−1).
 const LARGE_ENTRY: usize = 0x10000;
@@ -619,6 +625,18 @@ impl Mux {
     /// ignored. Events are queued in order; on error, the events of the frame's earlier messages
     /// stay queued and the connection should be closed.
     pub fn receive(&mut self, frame: &[u8]) -> Result<()> {
+        self.receive_inner(frame, &mut None)
+    }
+
+    /// Like [`receive`](Self::receive), but while no event is queued the messages of paired
+    /// channels go to `on_message` (channel, type, payload) as they are read, without being
+    /// copied out of the frame; from the first queued event on they are queued as
+    /// [`Event::Message`] so that order is kept. An error from `on_message` ends the frame.
+    pub fn receive_with(&mut self, frame: &[u8], on_message: &mut OnMessage<'_>) -> Result<()> {
+        self.receive_inner(frame, &mut Some(on_message))
+    }
+
+    fn receive_inner(&mut self, frame: &[u8], sink: &mut Sink<'_, '_>) -> Result<()> {
         if frame.is_empty() {
             return Ok(());
         }
@@ -630,18 +648,24 @@ impl Mux {
         }
         let mut d = Decoder::new(frame);
         let remote_id = d.uint("channel id").map_err(malformed)?;
-        self.dispatch(remote_id, &mut d, false)
+        self.dispatch(remote_id, &mut d, false, sink)
     }
 
     /// Handles `uint type || payload` received on `remote_id` (0 = control).
-    fn dispatch(&mut self, remote_id: u64, d: &mut Decoder<'_>, in_batch: bool) -> Result<()> {
+    fn dispatch(
+        &mut self,
+        remote_id: u64,
+        d: &mut Decoder<'_>,
+        in_batch: bool,
+        sink: &mut Sink<'_, '_>,
+    ) -> Result<()> {
         let message_type = d.uint("message type").map_err(malformed)?;
         if remote_id != 0 {
-            return self.on_message(remote_id, message_type, d.rest());
+            return self.on_message(remote_id, message_type, d.rest(), sink);
         }
         match message_type {
             0 if in_batch => Err(Error::Protocol("batch inside a batch".into())),
-            0 => self.on_batch(d),
+            0 => self.on_batch(d, sink),
             1 => self.on_open(d),
             2 => self.on_reject(d),
             3 => self.on_close(d),
@@ -650,7 +674,7 @@ impl Mux {
         }
     }
 
-    fn on_batch(&mut self, d: &mut Decoder<'_>) -> Result<()> {
+    fn on_batch(&mut self, d: &mut Decoder<'_>, sink: &mut Sink<'_, '_>) -> Result<()> {
         let mut remote_id = d.uint("batch channel id").map_err(malformed)?;
         while !d.is_empty() {
             let len = d.uint("batch entry length").map_err(malformed)?;
@@ -664,7 +688,7 @@ impl Mux {
                 )));
             }
             let entry = d.take(len as usize, "batch entry").map_err(malformed)?;
-            self.dispatch(remote_id, &mut Decoder::new(entry), true)?;
+            self.dispatch(remote_id, &mut Decoder::new(entry), true, sink)?;
         }
         Ok(())
     }
@@ -813,7 +837,13 @@ impl Mux {
         }
     }
 
-    fn on_message(&mut self, remote_id: u64, message_type: u64, payload: &[u8]) -> Result<()> {
+    fn on_message(
+        &mut self,
+        remote_id: u64,
+        message_type: u64,
+        payload: &[u8],
+        sink: &mut Sink<'_, '_>,
+    ) -> Result<()> {
         let index = usize::try_from(remote_id - 1).unwrap_or(usize::MAX);
         let limit = self.limits.max_pending_bytes;
         match self.remote.get_mut(index) {
@@ -824,6 +854,11 @@ impl Mux {
             Some(None) => Ok(()),
             Some(Some(Remote::Paired(channel))) => {
                 let channel = *channel;
+                if self.events.is_empty()
+                    && let Some(f) = sink.as_mut()
+                {
+                    return f(channel, message_type, payload);
+                }
                 self.events.push_back(Event::Message {
                     channel,
                     message_type,
@@ -1129,5 +1164,50 @@ mod tests {
             got,
             vec![(0, 1), (3, 70_000), (4, 70_000), (5, 70_000), (7, 1)]
         );
+    }
+
+    /// `receive_with` hands messages to the callback, uncopied, only while no event is queued:
+    /// after an event (here a remote open) the frame's later messages are queued behind it.
+    #[test]
+    fn receive_with_keeps_messages_in_order_with_events() {
+        let (mut a, mut b) = pair();
+        let ca = a.open("x", None, &[]).unwrap();
+        let cb = b.open("x", None, &[]).unwrap();
+        pump(&mut a, &mut b);
+        pump(&mut b, &mut a);
+        a.drain_events();
+        b.drain_events();
+        a.cork();
+        a.send(ca, 4, b"one").unwrap();
+        a.open("y", None, &[]).unwrap();
+        a.send(ca, 5, b"two").unwrap();
+        a.uncork();
+        let frames = a.drain_frames();
+        assert_eq!(frames.len(), 1, "one batch");
+        let mut seen = Vec::new();
+        b.receive_with(&frames[0], &mut |channel, t, payload| {
+            seen.push((channel, t, payload.to_vec()));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, vec![(cb, 4, b"one".to_vec())]);
+        let events = b.drain_events();
+        assert!(
+            matches!(&events[0], Event::OpenRequest { protocol, .. } if protocol == "y"),
+            "{events:?}"
+        );
+        assert_eq!(
+            events[1],
+            Event::Message {
+                channel: cb,
+                message_type: 5,
+                payload: b"two".to_vec()
+            }
+        );
+        // an error from the callback ends the frame
+        a.send(ca, 6, b"x").unwrap();
+        let f = a.drain_frames();
+        let err = b.receive_with(&f[0], &mut |_, _, _| Err(Error::Protocol("no".into())));
+        assert!(matches!(err, Err(Error::Protocol(_))));
     }
 }
