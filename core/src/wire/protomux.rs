@@ -186,6 +186,9 @@ type Sink<'a, 'b> = Option<&'a mut OnMessage<'b>>;
 /// 1 byte below 0xfd, 3 bytes to 0xffff, then 5 bytes to 2³²−1).
 const LARGE_ENTRY: usize = 0x10000;
 
+/// Capacity a batch that starts with a large entry gets at once (bounded by the frame size).
+const LARGE_BATCH_RESERVE: usize = 512 << 10;
+
 fn uint_len(n: u64) -> usize {
     match n {
         0..=0xfc => 1,
@@ -474,7 +477,9 @@ impl Mux {
         };
         let mark = e.buf.len();
         if e.buf.is_empty() {
-            e.buf.reserve(2 + switch + 5 + min_len + 64);
+            // room for a few such entries at once: growing by doubling would copy them again
+            let room = (2 + switch + 5 + min_len + 64).max(LARGE_BATCH_RESERVE.min(max_frame));
+            e.buf.reserve(room);
             e.byte(0).byte(0).uint(id);
         } else {
             e.buf.reserve(switch + 5 + min_len + 64);
