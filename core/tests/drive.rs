@@ -34,6 +34,44 @@ fn pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i & 0xff) as u8).collect()
 }
 
+/// Opens the drive `key` sparse, waiting up to 60 s for what it reads.
+fn open_sparse(store: &Store, key: &[u8; 32]) -> Drive {
+    Drive::open(
+        store,
+        key,
+        DriveOptions {
+            sparse: true,
+            timeout: Some(Duration::from_secs(60)),
+        },
+    )
+    .unwrap()
+}
+
+/// Connects a writer's store and a reader's store through an in-memory pipe (`sparse`: logs
+/// the peer opens fetch only what is prioritized); returns the writer's and the reader's handle.
+fn link(
+    wstore: &Store,
+    rstore: &Store,
+    sparse: bool,
+) -> (driver::ReplicationHandle, driver::ReplicationHandle) {
+    let (x, y) = tokio::io::duplex(1 << 20);
+    let opts = ConnectionOptions {
+        sparse,
+        ..Default::default()
+    };
+    let wc = driver::spawn(
+        Connection::new(wstore.clone(), true, &KeyPair::generate(), opts.clone()).unwrap(),
+        x,
+        vec![],
+    );
+    let rc = driver::spawn(
+        Connection::new(rstore.clone(), false, &KeyPair::generate(), opts).unwrap(),
+        y,
+        vec![],
+    );
+    (wc, rc)
+}
+
 #[test]
 fn the_reference_drive_byte_for_byte() {
     let dir = tempfile::tempdir().unwrap();
@@ -336,21 +374,7 @@ async fn a_sparse_reader_reads_one_file_of_many_fetching_only_what_it_needs() {
     let big = pattern(4 << 20);
     writer.put("/zz/large.bin", &big).unwrap();
     let rstore = Store::open(rd.path()).unwrap();
-    let (x, y) = tokio::io::duplex(1 << 20);
-    let opts = ConnectionOptions {
-        sparse: true,
-        ..Default::default()
-    };
-    let wc = driver::spawn(
-        Connection::new(wstore.clone(), true, &KeyPair::generate(), opts.clone()).unwrap(),
-        x,
-        vec![],
-    );
-    let rc = driver::spawn(
-        Connection::new(rstore.clone(), false, &KeyPair::generate(), opts).unwrap(),
-        y,
-        vec![],
-    );
+    let (wc, rc) = link(&wstore, &rstore, true);
     let key = writer.key();
     let (meta_blocks, content_blocks, tail) = tokio::task::spawn_blocking(move || {
         let reader = Drive::open(
@@ -504,18 +528,7 @@ async fn a_whole_remote_drive_reads_right_after_open() {
         writer.put("/a.txt", b"alpha").unwrap();
         writer.put("/b.bin", &pattern(300_000)).unwrap();
         let rstore = Store::open(rd.path()).unwrap();
-        let (x, y) = tokio::io::duplex(1 << 20);
-        let opts = ConnectionOptions::default();
-        let wc = driver::spawn(
-            Connection::new(wstore.clone(), true, &KeyPair::generate(), opts.clone()).unwrap(),
-            x,
-            vec![],
-        );
-        let rc = driver::spawn(
-            Connection::new(rstore.clone(), false, &KeyPair::generate(), opts).unwrap(),
-            y,
-            vec![],
-        );
+        let (wc, rc) = link(&wstore, &rstore, false);
         let key = writer.key();
         let started = std::time::Instant::now();
         let (a, b) = tokio::task::spawn_blocking(move || {
@@ -621,32 +634,10 @@ async fn a_download_stops_when_cancelled() {
     let writer = Drive::create(&wstore).unwrap();
     writer.put("/big.bin", &pattern(1 << 20)).unwrap();
     let rstore = Store::open(rd.path()).unwrap();
-    let (x, y) = tokio::io::duplex(1 << 20);
-    let opts = ConnectionOptions {
-        sparse: true,
-        ..Default::default()
-    };
-    let wc = driver::spawn(
-        Connection::new(wstore.clone(), true, &KeyPair::generate(), opts.clone()).unwrap(),
-        x,
-        vec![],
-    );
-    let rc = driver::spawn(
-        Connection::new(rstore.clone(), false, &KeyPair::generate(), opts).unwrap(),
-        y,
-        vec![],
-    );
+    let (wc, rc) = link(&wstore, &rstore, true);
     let key = writer.key();
     let reader = tokio::task::spawn_blocking(move || {
-        let reader = Drive::open(
-            &rstore,
-            &key,
-            DriveOptions {
-                sparse: true,
-                timeout: Some(Duration::from_secs(60)),
-            },
-        )
-        .unwrap();
+        let reader = open_sparse(&rstore, &key);
         // the file's entry is here; its content is not
         assert_eq!(reader.entry("/big.bin").unwrap().unwrap().size(), 1 << 20);
         reader
@@ -722,32 +713,10 @@ async fn a_folder_download_fetches_its_files_blocks_once_each() {
     let content = writer.content_log().length();
 
     let rstore = Store::open(rd.path()).unwrap();
-    let (x, y) = tokio::io::duplex(1 << 20);
-    let opts = ConnectionOptions {
-        sparse: true,
-        ..Default::default()
-    };
-    let wc = driver::spawn(
-        Connection::new(wstore.clone(), true, &KeyPair::generate(), opts.clone()).unwrap(),
-        x,
-        vec![],
-    );
-    let rc = driver::spawn(
-        Connection::new(rstore.clone(), false, &KeyPair::generate(), opts).unwrap(),
-        y,
-        vec![],
-    );
+    let (wc, rc) = link(&wstore, &rstore, true);
     let key = writer.key();
     let (fetched, again, reports, reader) = tokio::task::spawn_blocking(move || {
-        let reader = Drive::open(
-            &rstore,
-            &key,
-            DriveOptions {
-                sparse: true,
-                timeout: Some(Duration::from_secs(60)),
-            },
-        )
-        .unwrap();
+        let reader = open_sparse(&rstore, &key);
         let mut reports = Vec::new();
         let fetched = reader
             .download("/docs", |done, total| reports.push((done, total)))

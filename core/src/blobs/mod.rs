@@ -369,8 +369,8 @@ pub(crate) fn map_mismatch(r: BlockRef) -> Error {
     ))
 }
 
-/// Sorts and merges half-open ranges.
-fn merge_ranges(mut ranges: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+/// Sorts half-open ranges and merges those that overlap or touch; drops empty ones.
+pub(crate) fn merge_ranges(mut ranges: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
     ranges.retain(|r| r.0 < r.1);
     ranges.sort_unstable();
     let mut out: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());

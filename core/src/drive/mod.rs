@@ -492,7 +492,7 @@ impl Drive {
         };
         let log = self.blobs.log().clone();
         // a block map is read (fetched) to learn its file's blocks: count what that fetches
-        let maps = merge_ranges(
+        let maps = crate::blobs::merge_ranges(
             entries
                 .iter()
                 .filter_map(|(_, e)| e.blob.as_ref().filter(|b| b.block_map))
@@ -515,7 +515,7 @@ impl Drive {
         }
         // One range per run of blocks: a folder's files usually lie back to back in the content
         // log, and files that share deduplicated blocks must not count them twice.
-        let ranges = merge_ranges(ranges);
+        let ranges = crate::blobs::merge_ranges(ranges);
         let total: u64 = ranges.iter().map(|(a, b)| b - a).sum();
         // what each range still misses; a range once complete is not counted again
         let mut left_in: Vec<u64> = ranges.iter().map(|(a, b)| b - a).collect();
@@ -628,20 +628,6 @@ impl BlockingRecv for tokio::sync::broadcast::Receiver<crate::LogEvent> {
             std::thread::park_timeout(Duration::from_millis(5));
         }
     }
-}
-
-/// Sorts block ranges `[start, end)` and merges those that overlap or touch; drops empty ones.
-fn merge_ranges(mut ranges: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
-    ranges.retain(|(a, b)| a < b);
-    ranges.sort_unstable();
-    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
-    for (a, b) in ranges {
-        match merged.last_mut() {
-            Some(last) if a <= last.1 => last.1 = last.1.max(b),
-            _ => merged.push((a, b)),
-        }
-    }
-    merged
 }
 
 /// The bee range of the entries under `folder` after `after` (a path suffix starting with `/`).
@@ -781,27 +767,5 @@ impl std::io::Write for FileWriter {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::merge_ranges;
-
-    #[test]
-    fn block_ranges_merge_when_they_overlap_or_touch() {
-        assert_eq!(merge_ranges(vec![]), vec![]);
-        assert_eq!(
-            merge_ranges(vec![
-                (10, 12),
-                (0, 3),
-                (3, 5),
-                (4, 8),
-                (9, 9),
-                (20, 25),
-                (21, 22)
-            ]),
-            vec![(0, 8), (10, 12), (20, 25)]
-        );
     }
 }
