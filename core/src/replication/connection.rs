@@ -501,10 +501,17 @@ impl Connection {
 
     fn send_all(&mut self, channel: ChannelId, out: Outbox) -> Result<()> {
         for m in out {
-            self.mux
-                .send_with(channel, m.message_type(), m.payload_hint(), |e| {
-                    m.encode_into(e)
-                })?;
+            let t = m.message_type();
+            // A block's length is read only once the message is known to be `data`: computed
+            // for every message and selected afterwards (as the optimizer did with a shared
+            // helper), it read bytes other messages leave unset, which valgrind reports.
+            match &m {
+                Message::Data(d) => {
+                    let len = d.block.as_ref().map_or(0, |b| b.value.len());
+                    self.mux.send_with(channel, t, len, |e| d.encode_into(e))?;
+                }
+                _ => self.mux.send_with(channel, t, 0, |e| m.encode_into(e))?,
+            }
         }
         Ok(())
     }

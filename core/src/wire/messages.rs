@@ -294,15 +294,6 @@ impl Message {
         (self.message_type(), e.finish())
     }
 
-    /// A lower bound of the payload's length: the block a `data` message carries, else 0. A
-    /// sender uses it to write a large payload straight into its frame.
-    pub fn payload_hint(&self) -> usize {
-        match self {
-            Message::Data(d) => d.block.as_ref().map_or(0, |b| b.value.len()),
-            _ => 0,
-        }
-    }
-
     /// Appends the payload (what follows the type in a protomux message) to `e`.
     pub fn encode_into(&self, e: &mut Encoder) {
         match self {
