@@ -119,6 +119,15 @@ impl Received {
     }
 }
 
+/// Decodes a channel message; `None` for a type this version does not know (ignored, as
+/// protomux does).
+fn decode_known(message_type: u64, payload: &[u8]) -> Result<Option<Message>> {
+    if message_type >= messages::MESSAGE_TYPES {
+        return Ok(None);
+    }
+    Ok(Some(Message::decode(message_type, payload)?))
+}
+
 /// One replication connection.
 pub struct Connection {
     store: Store,
@@ -353,9 +362,8 @@ impl Connection {
             // messages are decoded straight from the frame (a block is copied out of it once)
             let decoded = &mut self.decoded;
             self.mux.receive_with(&frame, &mut |channel, t, payload| {
-                // message types this version does not know are ignored, as protomux does
-                if t < messages::MESSAGE_TYPES {
-                    decoded.push_back((channel, Message::decode(t, payload)?));
+                if let Some(msg) = decode_known(t, payload)? {
+                    decoded.push_back((channel, msg));
                 }
                 Ok(())
             })?;
@@ -421,12 +429,9 @@ impl Connection {
                 message_type,
                 payload,
             } => {
-                // message types this version does not know are ignored, as protomux does
-                if message_type >= messages::MESSAGE_TYPES {
-                    return Ok(());
+                if let Some(msg) = decode_known(message_type, &payload)? {
+                    self.on_channel_message(channel, msg)?;
                 }
-                let msg = Message::decode(message_type, &payload)?;
-                self.on_channel_message(channel, msg)?;
             }
             Event::Closed { channel } | Event::Rejected { channel } => self.drop_channel(channel),
         }

@@ -396,23 +396,9 @@ impl Mux {
     /// Sends a message on an open channel (paired or not yet: the remote holds messages for an
     /// open it has not answered). While corked it joins the batch.
     pub fn send(&mut self, channel: ChannelId, message_type: u64, payload: &[u8]) -> Result<()> {
-        let local_id = self.channel(channel)?.local_id;
-        if self.batch.is_some() {
-            if payload.len() >= LARGE_ENTRY {
-                return self.push_large(local_id, message_type, payload.len(), |e| {
-                    e.raw(payload);
-                });
-            }
-            let mut e = Encoder::with_capacity(uint_len(message_type) + payload.len());
-            e.uint(message_type).raw(payload);
-            return self.push_batch(local_id, &e.finish());
-        }
-        let size = uint_len(local_id) + uint_len(message_type) + payload.len();
-        self.check_frame(size)?;
-        let mut e = Encoder::with_capacity(size);
-        e.uint(local_id).uint(message_type).raw(payload);
-        self.frames.push_back(e.finish());
-        Ok(())
+        self.send_with(channel, message_type, payload.len(), |e| {
+            e.raw(payload);
+        })
     }
 
     /// Like [`send`](Self::send), with the payload written by `encode` straight into the frame,
