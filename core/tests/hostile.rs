@@ -525,3 +525,41 @@ fn a_read_full_of_requests_is_answered_a_budget_at_a_time() {
     assert!(rounds >= 8, "{rounds} rounds: {per_round:?}");
     assert!(per_round.iter().all(|&n| n <= 10), "{per_round:?}");
 }
+
+/// Keep-alives, both ways: a connection quiet for its `keep_alive` time sends one on its next
+/// tick (an empty message: a 3-byte header and the 17-byte tag), the peer drops it, and one
+/// arriving here is dropped too. With `keep_alive: None` a quiet tick sends nothing.
+#[test]
+fn a_quiet_connection_sends_keep_alives_and_drops_the_peers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, log) = writer(dir.path(), 3);
+    for (keep_alive, expect) in [
+        (Some(std::time::Duration::ZERO), 3 + 17),
+        (Some(std::time::Duration::from_secs(3600)), 0),
+        (None, 0),
+    ] {
+        let opts = ConnectionOptions {
+            keep_alive,
+            ..ConnectionOptions::default()
+        };
+        let mut h = honest(&store, &log, opts);
+        let mut evil = Evil::new();
+        evil.pump(&mut h).unwrap();
+        evil.open(&log.key(), true);
+        evil.pump(&mut h).unwrap();
+        let received = evil.received.len();
+        assert!(received > 0, "the channel is open and synced");
+        // quiet now: a tick sends a keep-alive, or nothing
+        h.tick().unwrap();
+        let out = h.take_output();
+        assert_eq!(out.len(), expect, "{keep_alive:?}");
+        evil.take_replies(&out);
+        assert_eq!(evil.received.len(), received, "no message came of it");
+        // the peer's keep-alive is dropped here, and the connection goes on
+        evil.t.send(&[]).unwrap();
+        let out = evil.t.take_output();
+        h.receive(&out).unwrap();
+        assert!(h.take_output().is_empty(), "nothing to answer");
+        evil.pump(&mut h).unwrap();
+    }
+}

@@ -38,6 +38,10 @@ pub struct ConnectionOptions {
     /// How long the peer has to complete the Noise handshake before the connection fails with
     /// [`Error::Timeout`] (checked by [`Connection::tick`]).
     pub handshake_timeout: std::time::Duration,
+    /// After this long without sending anything, [`Connection::tick`] sends a keep-alive (an
+    /// empty message the peer drops), as the reference does every 5 s, so that a peer which
+    /// times out quiet streams keeps this one. `None`: never.
+    pub keep_alive: Option<std::time::Duration>,
 }
 
 impl Default for ConnectionOptions {
@@ -48,6 +52,7 @@ impl Default for ConnectionOptions {
             limits: PeerLimits::default(),
             accept_unannounced: true,
             handshake_timeout: std::time::Duration::from_secs(20),
+            keep_alive: Some(std::time::Duration::from_secs(5)),
         }
     }
 }
@@ -267,7 +272,12 @@ impl Connection {
             }
             self.send_all(ch, out)?;
         }
-        self.poll_scheduler()
+        self.poll_scheduler()?;
+        // after the ticks' own messages (a quiet connection only)
+        if let Some(idle) = self.opts.keep_alive {
+            self.transport.keep_alive(idle)?;
+        }
+        Ok(())
     }
 
     fn open_channel(&mut self, log: Log) -> Result<()> {

@@ -24,6 +24,8 @@ pub struct SecureTransport {
     result: Option<HandshakeResult>,
     out: Vec<u8>,
     messages: VecDeque<Plaintext>,
+    /// When this side last queued a message (a keep-alive goes out after a quiet while).
+    last_sent: std::time::Instant,
 }
 
 /// A decrypted message: the frame it arrived in, decrypted where it lay (no copy).
@@ -59,6 +61,7 @@ impl SecureTransport {
             result: None,
             out: Vec::new(),
             messages: VecDeque::new(),
+            last_sent: std::time::Instant::now(),
         };
         if let Some(msg) = hs.start()? {
             encode_frame_into(&msg, &mut t.out)?;
@@ -162,12 +165,24 @@ impl SecureTransport {
                     self.out.truncate(start);
                     return Err(e);
                 }
+                self.last_sent = std::time::Instant::now();
                 Ok(())
             }
             _ => Err(Error::Protocol(
                 "cannot send before the handshake completes".into(),
             )),
         }
+    }
+
+    /// Queues a keep-alive (an empty message, which the peer drops) when nothing was sent for
+    /// `idle`, as the reference does every 5 s: a peer that times out quiet streams keeps this
+    /// one. Returns whether one was queued; nothing before the stream is established.
+    pub fn keep_alive(&mut self, idle: std::time::Duration) -> Result<bool> {
+        if !self.is_established() || self.last_sent.elapsed() < idle {
+            return Ok(false);
+        }
+        self.send(&[])?;
+        Ok(true)
     }
 
     /// Takes the bytes to write to the socket.
@@ -184,6 +199,7 @@ impl SecureTransport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn pump(a: &mut SecureTransport, b: &mut SecureTransport) {
         for _ in 0..8 {
@@ -219,6 +235,33 @@ mod tests {
         assert_eq!(&*b.next_message().unwrap(), b"hello");
         assert!(b.next_message().is_none(), "keep-alives are dropped");
         assert_eq!(a.next_message().unwrap().len(), 100_000);
+    }
+
+    #[test]
+    fn a_keep_alive_goes_out_only_after_a_quiet_while() {
+        let mut a = SecureTransport::new(true, &KeyPair::from_seed(&[1; 32]), 1 << 20).unwrap();
+        let mut b = SecureTransport::new(false, &KeyPair::from_seed(&[2; 32]), 1 << 20).unwrap();
+        assert!(
+            !a.keep_alive(Duration::ZERO).unwrap(),
+            "not before the stream"
+        );
+        pump(&mut a, &mut b);
+        // just sent its header: an hour is not up
+        let hour = Duration::from_secs(3600);
+        assert!(!a.keep_alive(hour).unwrap());
+        assert!(a.take_output().is_empty());
+        // a zero idle time is always up: one empty message, 3 + 17 bytes
+        assert!(a.keep_alive(Duration::ZERO).unwrap());
+        let out = a.take_output();
+        assert_eq!(out.len(), 3 + ABYTES);
+        assert_eq!(&out[..3], &[ABYTES as u8, 0, 0]);
+        b.receive(&out).unwrap();
+        assert!(b.next_message().is_none(), "dropped by the peer");
+        // a message resets the clock
+        a.send(b"x").unwrap();
+        assert!(!a.keep_alive(hour).unwrap());
+        pump(&mut a, &mut b);
+        assert_eq!(&*b.next_message().unwrap(), b"x");
     }
 
     #[test]
