@@ -888,6 +888,16 @@ enum dat_status dat_drive_get(const struct dat_drive *drive,
                               struct dat_bytes *out);
 
 /**
+ * Writes the size in bytes of the file `entry` describes to `*out` (0 for a symlink). `entry`
+ * comes from this drive (any version of it: an entry, a list, a change, a history or a diff).
+ * For a deduplicated file this reads its block map, fetching it from peers if it is not here
+ * (within the drive's timeout: `DAT_TIMEOUT`); for any other entry it is `dat_entry_size`.
+ */
+enum dat_status dat_drive_file_size(const struct dat_drive *drive,
+                                    const struct dat_entry *entry,
+                                    uint64_t *out);
+
+/**
  * Writes the entry of `path` (a file or a symlink, not followed) to `*out` as a new handle
  * (free it with `dat_entry_free`). Nothing there gives `DAT_NOT_FOUND`.
  */
@@ -966,9 +976,18 @@ enum dat_status dat_cancel_cancel(const struct dat_cancel *cancel);
 void dat_cancel_free(struct dat_cancel *cancel);
 
 /**
- * Writes the file's size in bytes to `*out` (0 for a symlink).
+ * Writes the file's size in bytes to `*out` (0 for a symlink). A deduplicated file's entry
+ * does not hold its size (its blob id covers its block map; see `dat_entry_is_deduplicated`):
+ * that gives `DAT_NOT_AVAILABLE` and leaves `*out` alone; `dat_drive_file_size` gives the size of
+ * any entry.
  */
 enum dat_status dat_entry_size(const struct dat_entry *entry, uint64_t *out);
+
+/**
+ * Writes whether the entry is a deduplicated file (its content listed by a block map, as
+ * `dat_put_options.dedup` writes it) to `*out`.
+ */
+enum dat_status dat_entry_is_deduplicated(const struct dat_entry *entry, bool *out);
 
 /**
  * Writes the executable bit to `*out`.

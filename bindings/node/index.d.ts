@@ -230,6 +230,12 @@ export declare class Drive {
   put(path: string, data: Buffer, options?: PutOptions | undefined | null): Promise<Entry>
   /** A file's content, or null when there is no file at `path`. */
   get(path: string): Promise<Buffer | null>
+  /**
+   * The size in bytes of the file `entry` describes (0 for a symlink); `entry` comes from
+   * this drive, any version. For a deduplicated file this reads its block map (fetching it
+   * from peers if it is not here, within the drive's timeout).
+   */
+  fileSize(entry: Entry): Promise<number>
   /** The entry at `path` (null if none); `{ follow: true }` follows symlinks. */
   entry(path: string, options?: EntryOptions | undefined | null): Promise<Entry | null>
   /** True when `path` has an entry. */
@@ -381,6 +387,11 @@ export interface Blob {
   byteOffset: number
   /** Number of bytes (of the block map, for a deduplicated file). */
   byteLength: number
+  /**
+   * `true` for a deduplicated file: these blocks hold a block map listing the file's blocks
+   * (absent otherwise, as in Hyperdrive).
+   */
+  blockMap?: boolean
 }
 
 /** Options of `core.createReadStream()` (and `core.blocks()`). */
@@ -502,8 +513,11 @@ export interface Entry {
   key: string
   /** The entry itself. */
   value: EntryValue
-  /** The file's size in bytes (0 for a symlink). */
-  size: number
+  /**
+   * The file's size in bytes (0 for a symlink), or null for a deduplicated file: its entry
+   * holds the size of its block map (`drive.fileSize(entry)` reads the file's).
+   */
+  size: number | null
 }
 
 /** Options of `drive.entry()`. */

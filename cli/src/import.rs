@@ -87,7 +87,7 @@ fn same_content(
     path: &Path,
     size: u64,
 ) -> Result<bool, Failure> {
-    if entry.size() != size {
+    if drive.file_size(entry)? != size {
         return Ok(false);
     }
     let mut file = std::fs::File::open(path)?;

@@ -11,13 +11,19 @@ use crate::progress::Progress;
 use crate::session::{self, print_json};
 use crate::{Failure, exit};
 
-fn entry_json(e: &Entry) -> serde_json::Value {
-    json!({
-        "size": e.size(),
+/// An entry as JSON, with the file's size (`drive` reads a deduplicated file's block map).
+fn entry_json(drive: &Drive, e: &Entry) -> Result<serde_json::Value, Failure> {
+    Ok(json!({
+        "size": drive.file_size(e)?,
         "executable": e.executable,
         "linkname": e.linkname,
         "metadata": e.metadata,
-    })
+    }))
+}
+
+/// [`entry_json`] of an entry that may be absent.
+fn maybe_entry_json(drive: &Drive, e: Option<&Entry>) -> Result<serde_json::Value, Failure> {
+    e.map_or(Ok(serde_json::Value::Null), |e| entry_json(drive, e))
 }
 
 /// Writes the files of `drive` into `dest` (creating folders; symlinks as symlinks).
@@ -93,14 +99,19 @@ pub fn clone(
     )
     .wait(Some(session::PEER_TIMEOUT))?;
     let entries = drive.list("/", true)?;
-    let total_bytes: u64 = entries.iter().map(|(_, e)| e.size()).sum();
+    // a deduplicated file's size is in its block map (fetched here if need be)
+    let sizes = entries
+        .iter()
+        .map(|(_, e)| drive.file_size(e))
+        .collect::<Result<Vec<u64>, _>>()?;
+    let total_bytes: u64 = sizes.iter().sum();
     if sparse {
         // the metadata only: every entry is now local (the list read it)
-        for (name, e) in &entries {
+        for ((name, e), size) in entries.iter().zip(&sizes) {
             if json_out {
-                print_json(json!({"path": name, "entry": entry_json(e)}));
+                print_json(json!({"path": name, "entry": entry_json(&drive, e)?}));
             } else {
-                outln!("{name}\t{}", e.size());
+                outln!("{name}\t{size}");
             }
         }
         eprintln!(
@@ -177,13 +188,13 @@ pub fn ls(
     let (drive, _conn) = session::drive(rt, &store, drive_arg, peer, true)?;
     for (name, e) in drive.list(folder, true)? {
         if json_out {
-            print_json(json!({"path": name, "entry": entry_json(&e)}));
+            print_json(json!({"path": name, "entry": entry_json(&drive, &e)?}));
         } else if let Some(l) = &e.linkname {
             outln!("{name} -> {l}");
         } else {
             outln!(
                 "{name}\t{}{}",
-                e.size(),
+                drive.file_size(&e)?,
                 if e.executable { "\t(executable)" } else { "" }
             );
         }
@@ -191,7 +202,7 @@ pub fn ls(
     Ok(())
 }
 
-fn print_change(c: &dat_core::drive::Change, json_out: bool) {
+fn print_change(drive: &Drive, c: &dat_core::drive::Change, json_out: bool) -> Result<(), Failure> {
     let kind = match c.kind {
         ChangeKind::Put => "put",
         ChangeKind::Del => "del",
@@ -201,16 +212,16 @@ fn print_change(c: &dat_core::drive::Change, json_out: bool) {
             "version": c.version,
             "kind": kind,
             "path": c.path,
-            "entry": c.entry.as_ref().map(entry_json),
+            "entry": maybe_entry_json(drive, c.entry.as_ref())?,
         }));
     } else {
-        let size = c
-            .entry
-            .as_ref()
-            .map(|e| e.size().to_string())
-            .unwrap_or_default();
+        let size = match &c.entry {
+            Some(e) => drive.file_size(e)?.to_string(),
+            None => String::new(),
+        };
         outln!("{}\t{kind}\t{}\t{size}", c.version, c.path);
     }
+    Ok(())
 }
 
 /// `dat log DRIVE [--follow]`: changes newest first; following prints new ones as they come.
@@ -228,7 +239,7 @@ pub fn log(
     let (drive, _conn) = session::drive(rt, &store, drive_arg, peer, true)?;
     let changes: Vec<_> = drive.changes(2, false).collect::<Result<_, _>>()?;
     for c in changes.iter().rev() {
-        print_change(c, json_out);
+        print_change(&drive, c, json_out)?;
     }
     std::io::stdout().flush()?;
     if follow {
@@ -236,7 +247,7 @@ pub fn log(
         let mut seen = 0;
         while count.is_none_or(|n| seen < n) {
             if let Some(c) = live.next_timeout(None)? {
-                print_change(&c, json_out);
+                print_change(&drive, &c, json_out)?;
                 std::io::stdout().flush()?;
                 seen += 1;
             }
@@ -294,12 +305,18 @@ pub fn diff(
 ) -> Result<(), Failure> {
     let store = session::store(store_path)?;
     let (drive, _conn) = session::drive(rt, &store, drive_arg, peer, true)?;
-    let diffs = match (parse_version(a), b.map(parse_version)) {
-        (Some(va), Some(Some(vb))) => drive.checkout(va.max(vb))?.diff(va.min(vb), "/")?,
-        (Some(va), None) => drive.diff(va, "/")?,
+    // the drive each side's entries come from (for the sizes of deduplicated files)
+    let mut _other_conn = None;
+    let (diffs, right_drive) = match (parse_version(a), b.map(parse_version)) {
+        (Some(va), Some(Some(vb))) => (
+            drive.checkout(va.max(vb))?.diff(va.min(vb), "/")?,
+            drive.clone(),
+        ),
+        (Some(va), None) => (drive.diff(va, "/")?, drive.clone()),
         (None, None) => {
-            let (other, _c2) = session::drive(rt, &store, a, peer, true)?;
-            drive.diff_drive(&other, "/")?
+            let (other, c2) = session::drive(rt, &store, a, peer, true)?;
+            _other_conn = c2;
+            (drive.diff_drive(&other, "/")?, other)
         }
         _ => {
             return Err(Failure::new(
@@ -318,8 +335,8 @@ pub fn diff(
             print_json(json!({
                 "path": d.path,
                 "kind": kind,
-                "left": d.left.as_ref().map(entry_json),
-                "right": d.right.as_ref().map(entry_json),
+                "left": maybe_entry_json(&drive, d.left.as_ref())?,
+                "right": maybe_entry_json(&right_drive, d.right.as_ref())?,
             }));
         } else {
             outln!("{kind} {}", d.path);
@@ -348,10 +365,12 @@ pub fn history(
     }
     for v in h {
         if json_out {
-            print_json(json!({"version": v.version, "entry": v.entry.as_ref().map(entry_json)}));
+            print_json(
+                json!({"version": v.version, "entry": maybe_entry_json(&drive, v.entry.as_ref())?}),
+            );
         } else {
             match &v.entry {
-                Some(e) => outln!("{}\tput\t{}", v.version, e.size()),
+                Some(e) => outln!("{}\tput\t{}", v.version, drive.file_size(e)?),
                 None => outln!("{}\tdel", v.version),
             }
         }

@@ -298,3 +298,39 @@ fn a_change_on_the_sharer_arrives_live() {
     assert!(live.contains("put\t/b.txt"), "{live}");
     assert!(follow.wait().unwrap().success());
 }
+
+/// A deduplicated file (written through the library) is listed, logged and shown in its history
+/// with its own size, not the size of the block map its entry points at.
+#[test]
+fn a_deduplicated_files_size_is_its_own_not_its_block_maps() {
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("s");
+    let data: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    let key = {
+        let s = dat_core::Store::open(&store).unwrap();
+        let drive = dat_core::drive::Drive::create(&s).unwrap();
+        let dedup = dat_core::drive::PutOptions {
+            dedup: true,
+            ..Default::default()
+        };
+        drive.put_with("/d.bin", &data, &dedup).unwrap();
+        let e = drive.entry("/d.bin").unwrap().unwrap();
+        assert!(e.blob.unwrap().byte_length < 1000, "the id covers the map");
+        drive
+            .key()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let listing = ok(&dat(&store, &["ls", &key]));
+    assert_eq!(listing.trim(), format!("/d.bin\t{}", data.len()));
+    let json = ok(&dat(&store, &["--json", "ls", &key]));
+    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(v["entry"]["size"], data.len(), "{json}");
+    let log = ok(&dat(&store, &["log", &key]));
+    assert!(log.trim().ends_with(&format!("\t{}", data.len())), "{log}");
+    let history = ok(&dat(&store, &["history", &key, "/d.bin"]));
+    assert_eq!(history.trim(), format!("2\tput\t{}", data.len()));
+}

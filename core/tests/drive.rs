@@ -242,7 +242,7 @@ fn cursor_history_changes_and_bad_input() {
     let changes: Vec<_> = drive.changes(2, false).map(|c| c.unwrap()).collect();
     assert_eq!(changes.len(), 6);
     assert_eq!(changes[0].path, "/big.bin");
-    assert_eq!(drive.entry("/a.txt").unwrap().unwrap().size(), 1);
+    assert_eq!(drive.entry("/a.txt").unwrap().unwrap().size(), Some(1));
     assert_eq!(drive.get("/a.txt").unwrap().unwrap(), b"3");
     // the index survives a rebuild and agrees with the bee
     drive.rebuild_index().unwrap();
@@ -282,6 +282,54 @@ fn cursor_history_changes_and_bad_input() {
     assert!(err.to_string().contains("drive entry"), "{err}");
 }
 
+/// The name index follows a truncation of the metadata log (a new fork): names written past
+/// the truncation are gone, and names written again on the new fork are found, with the
+/// history of the new fork only past the common prefix.
+#[test]
+fn the_name_index_follows_a_truncated_metadata_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let drive = Drive::create(&store).unwrap();
+    drive.put("/a.txt", b"a").unwrap(); // version 2
+    drive.put("/b.txt", b"b").unwrap(); // version 3
+    drive.put("/a.txt", b"A").unwrap(); // version 4
+    assert_eq!(drive.get("/b.txt").unwrap().unwrap(), b"b");
+    assert_eq!(drive.file_history("/a.txt").unwrap().len(), 2);
+    // back to version 2, then other changes at the same block numbers
+    let meta = drive.metadata_log();
+    let fork = meta.fork();
+    meta.truncate(2).unwrap();
+    assert_eq!(meta.fork(), fork + 1);
+    drive.put("/c.txt", b"c").unwrap(); // version 3 again, another key
+    assert_eq!(drive.version(), 3);
+    assert_eq!(
+        drive.get("/b.txt").unwrap(),
+        None,
+        "/b.txt was truncated away"
+    );
+    assert!(!drive.exists("/b.txt").unwrap());
+    assert_eq!(
+        drive.get("/a.txt").unwrap().unwrap(),
+        b"a",
+        "/a.txt as at version 2"
+    );
+    assert_eq!(drive.get("/c.txt").unwrap().unwrap(), b"c");
+    let h: Vec<u64> = drive
+        .file_history("/a.txt")
+        .unwrap()
+        .iter()
+        .map(|v| v.version)
+        .collect();
+    assert_eq!(h, [2]);
+    assert!(drive.file_history("/b.txt").unwrap().is_empty());
+    // and a new session agrees
+    drop(drive);
+    let drive = Drive::create(&store).unwrap();
+    assert_eq!(drive.version(), 3);
+    assert_eq!(drive.get("/b.txt").unwrap(), None);
+    assert_eq!(drive.get("/c.txt").unwrap().unwrap(), b"c");
+}
+
 #[test]
 fn dedup_reuses_blocks_across_files_and_versions() {
     let dir = tempfile::tempdir().unwrap();
@@ -317,6 +365,17 @@ fn dedup_reuses_blocks_across_files_and_versions() {
     );
     assert_eq!(drive.get("/one.bin").unwrap().unwrap(), edited);
     assert_eq!(drive.get("/two.bin").unwrap().unwrap(), data);
+    // a deduplicated file's id covers its block map: its size is read from the map
+    let two = drive.entry("/two.bin").unwrap().unwrap();
+    assert!(two.is_block_mapped());
+    assert_eq!(two.size(), None, "the id's byte length is the map's");
+    assert!(two.blob.unwrap().byte_length < 1000, "{:?}", two.blob);
+    assert_eq!(drive.file_size(&two).unwrap(), data.len() as u64);
+    let one = drive.entry("/one.bin").unwrap().unwrap();
+    assert_eq!(drive.file_size(&one).unwrap(), edited.len() as u64);
+    let old = drive.checkout(2).unwrap();
+    let one_then = old.entry("/one.bin").unwrap().unwrap();
+    assert_eq!(old.file_size(&one_then).unwrap(), data.len() as u64);
     assert_eq!(
         drive.checkout(2).unwrap().get("/one.bin").unwrap().unwrap(),
         data
@@ -589,7 +648,7 @@ fn a_large_file_is_appended_in_background_batches() {
         k += 1;
     }
     let (entry, _) = w.finish().unwrap();
-    assert_eq!(entry.size(), size as u64);
+    assert_eq!(entry.size(), Some(size as u64));
     let log = drive.content_log();
     let blocks = size.div_ceil(64 << 10) as u64;
     assert_eq!(log.length(), first_block + blocks);
@@ -639,7 +698,10 @@ async fn a_download_stops_when_cancelled() {
     let reader = tokio::task::spawn_blocking(move || {
         let reader = open_sparse(&rstore, &key);
         // the file's entry is here; its content is not
-        assert_eq!(reader.entry("/big.bin").unwrap().unwrap().size(), 1 << 20);
+        assert_eq!(
+            reader.entry("/big.bin").unwrap().unwrap().size(),
+            Some(1 << 20)
+        );
         reader
     })
     .await

@@ -322,6 +322,25 @@ pub extern "C" fn dat_drive_get(
     })
 }
 
+/// Writes the size in bytes of the file `entry` describes to `*out` (0 for a symlink). `entry`
+/// comes from this drive (any version of it: an entry, a list, a change, a history or a diff).
+/// For a deduplicated file this reads its block map, fetching it from peers if it is not here
+/// (within the drive's timeout: `DAT_TIMEOUT`); for any other entry it is `dat_entry_size`.
+#[unsafe(no_mangle)]
+pub extern "C" fn dat_drive_file_size(
+    drive: *const dat_drive,
+    entry: *const dat_entry,
+    out: *mut u64,
+) -> dat_status {
+    catch_status(|| {
+        let drive = drive_ref(drive)?;
+        let entry = crate::entry::entry_arg(entry)?;
+        let out = out_ref(out, "out")?;
+        out.write(drive.file_size(entry)?);
+        Ok(())
+    })
+}
+
 /// Writes the entry of `path` (a file or a symlink, not followed) to `*out` as a new handle
 /// (free it with `dat_entry_free`). Nothing there gives `DAT_NOT_FOUND`.
 #[unsafe(no_mangle)]

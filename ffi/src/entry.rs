@@ -38,14 +38,39 @@ fn entry_ref<'a>(entry: *const dat_entry) -> Result<&'a Entry, Failure> {
     unsafe { try_ref(entry, "entry") }
 }
 
-/// Writes the file's size in bytes to `*out` (0 for a symlink).
+/// Writes the file's size in bytes to `*out` (0 for a symlink). A deduplicated file's entry
+/// does not hold its size (its blob id covers its block map; see `dat_entry_is_deduplicated`):
+/// that gives `DAT_NOT_AVAILABLE` and leaves `*out` alone; `dat_drive_file_size` gives the size of
+/// any entry.
 #[unsafe(no_mangle)]
 pub extern "C" fn dat_entry_size(entry: *const dat_entry, out: *mut u64) -> dat_status {
     catch_status(|| {
         let entry = entry_ref(entry)?;
-        out_ref(out, "out")?.write(entry.size());
+        let out = out_ref(out, "out")?;
+        let size = entry.size().ok_or_else(|| {
+            Failure::new(
+                dat_status::DAT_NOT_AVAILABLE,
+                "a deduplicated file's size is in its block map: use dat_drive_file_size",
+            )
+        })?;
+        out.write(size);
         Ok(())
     })
+}
+
+/// Writes whether the entry is a deduplicated file (its content listed by a block map, as
+/// `dat_put_options.dedup` writes it) to `*out`.
+#[unsafe(no_mangle)]
+pub extern "C" fn dat_entry_is_deduplicated(entry: *const dat_entry, out: *mut bool) -> dat_status {
+    catch_status(|| {
+        let entry = entry_ref(entry)?;
+        out_ref(out, "out")?.write(entry.is_block_mapped());
+        Ok(())
+    })
+}
+
+pub(crate) fn entry_arg<'a>(entry: *const dat_entry) -> Result<&'a Entry, Failure> {
+    entry_ref(entry)
 }
 
 /// Writes the executable bit to `*out`.

@@ -37,7 +37,7 @@ int main(int argc, char **argv) {
   uint64_t size;
   dat_drive_list(drive, "/", true, &list);
   while (dat_list_next(list, &path, &entry) == DAT_OK) { /* then DAT_END */
-    dat_entry_size(entry, &size);
+    dat_drive_file_size(drive, entry, &size); /* also a deduplicated file's */
     printf("%.*s: %llu bytes\n", (int)path.len, (const char *)path.data, (unsigned long long)size);
     dat_bytes_free(&path);
     dat_entry_free(entry);

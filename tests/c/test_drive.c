@@ -555,6 +555,31 @@ static void test_dedup(const dat_store *store) {
   CHECK_OK(dat_drive_get(drive, "/two.bin", &b));
   CHECK(bytes_eq(&b, data, size));
   dat_bytes_free(&b);
+  /* a deduplicated file's entry holds its block map's size, not the file's: the drive reads it */
+  dat_entry *e = NULL;
+  CHECK_OK(dat_drive_entry(drive, "/two.bin", &e));
+  bool dedup = false;
+  CHECK_OK(dat_entry_is_deduplicated(e, &dedup));
+  CHECK(dedup);
+  uint64_t fsize = 77;
+  CHECK_STATUS(dat_entry_size(e, &fsize), DAT_NOT_AVAILABLE);
+  CHECK(fsize == 77);
+  CHECK_OK(dat_drive_file_size(drive, e, &fsize));
+  CHECK(fsize == size);
+  CHECK_STATUS(dat_drive_file_size(NULL, e, &fsize), DAT_NULL_ARGUMENT);
+  CHECK_STATUS(dat_drive_file_size(drive, NULL, &fsize), DAT_NULL_ARGUMENT);
+  CHECK_STATUS(dat_drive_file_size(drive, e, NULL), DAT_NULL_ARGUMENT);
+  dat_entry_free(e);
+  /* a plain file: both give its size */
+  CHECK_OK(dat_drive_put(drive, "/plain.txt", u8("plain"), 5));
+  CHECK_OK(dat_drive_entry(drive, "/plain.txt", &e));
+  CHECK_OK(dat_entry_is_deduplicated(e, &dedup));
+  CHECK(!dedup);
+  CHECK_OK(dat_entry_size(e, &fsize));
+  CHECK(fsize == 5);
+  CHECK_OK(dat_drive_file_size(drive, e, &fsize));
+  CHECK(fsize == 5);
+  dat_entry_free(e);
   /* a cursor reads through the block map */
   dat_cursor *c = NULL;
   CHECK_OK(dat_cursor_open(drive, "/three.bin", &c));

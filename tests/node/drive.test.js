@@ -142,6 +142,28 @@ test('back-pressure: a stalled reader of a large read stream holds a bounded num
   assert.equal(stream.nativeBufferedBytes, 0)
 })
 
+test('a deduplicated file: its blob is a block map, its size comes from drive.fileSize()', async (t) => {
+  const { drive } = await openDrive(t)
+  const data = bytes(300000, 5)
+  await drive.put('/one.bin', data, { dedup: true })
+  const two = await drive.put('/two.bin', data, { dedup: true })
+  assert.equal(two.value.blob.blockMap, true)
+  assert.ok(two.value.blob.byteLength < 1000, 'the id covers the map')
+  assert.equal(two.size, null)
+  assert.equal(await drive.fileSize(two), data.length)
+  assert.deepEqual(await drive.get('/two.bin'), data)
+  const plain = await drive.put('/plain.bin', Buffer.from('abc'))
+  assert.equal(plain.value.blob.blockMap, undefined)
+  assert.equal(plain.size, 3)
+  assert.equal(await drive.fileSize(plain), 3)
+  // an older version's entry, through the history
+  await drive.put('/two.bin', data.subarray(0, 1000), { dedup: true })
+  const sizes = []
+  for (const h of await drive.history('/two.bin')) sizes.push(await drive.fileSize(h.entry))
+  assert.deepEqual(sizes, [data.length, 1000])
+  await assert.rejects(drive.fileSize({ key: '/x', value: { executable: false, linkname: null, blob: { blockOffset: -1, blockLength: 1, byteOffset: 0, byteLength: 1 }, metadata: null }, size: null }), { code: 'EINVAL' })
+})
+
 test('checkout, diff, history, changes', async (t) => {
   const { store, drive } = await openDrive(t)
   await drive.put('/a.txt', Buffer.from('one'))

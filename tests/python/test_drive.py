@@ -28,6 +28,24 @@ def test_files(store):
     assert drive.get("/a.txt") is None
 
 
+def test_a_deduplicated_files_size_is_read_from_its_block_map(store):
+    drive = store.drive()
+    data = bytes(random.Random(5).getrandbits(8) for _ in range(300_000))
+    drive.put("/one.bin", data, dedup=True)
+    two = drive.put("/two.bin", data, dedup=True)
+    # the entry's blob id covers the block map: its byte length is the map's
+    assert two.is_deduplicated and two.size is None
+    assert two.blob.block_map and two.blob.byte_length < 1000
+    assert drive.file_size(two) == len(data) == len(drive.get("/two.bin"))
+    assert "deduplicated" in repr(two)
+    plain = drive.put("/plain.bin", b"abc")
+    assert not plain.is_deduplicated and plain.size == 3 and drive.file_size(plain) == 3
+    # an entry of an older version, through the history
+    drive.put("/two.bin", data[:1000], dedup=True)
+    versions = drive.history("/two.bin")
+    assert [drive.file_size(v.entry) for v in versions] == [len(data), 1000]
+
+
 def test_attributes_and_symlinks(store):
     drive = store.drive()
     e = drive.put("/bin/run.sh", b"#!/bin/sh\n", executable=True, metadata={"mode": 493, "tags": ["x"]})

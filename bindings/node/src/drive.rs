@@ -58,6 +58,9 @@ pub struct Blob {
     pub byte_offset: i64,
     /// Number of bytes (of the block map, for a deduplicated file).
     pub byte_length: i64,
+    /// `true` for a deduplicated file: these blocks hold a block map listing the file's blocks
+    /// (absent otherwise, as in Hyperdrive).
+    pub block_map: Option<bool>,
 }
 
 /// The value of an entry, as Hyperdrive's.
@@ -74,14 +77,15 @@ pub struct EntryValue {
 }
 
 /// A file or symlink: `{ key: path, value: { executable, linkname, blob, metadata }, size }`.
-#[napi(object)]
+#[napi(object, use_nullable = true)]
 pub struct Entry {
     /// The path.
     pub key: String,
     /// The entry itself.
     pub value: EntryValue,
-    /// The file's size in bytes (0 for a symlink).
-    pub size: i64,
+    /// The file's size in bytes (0 for a symlink), or null for a deduplicated file: its entry
+    /// holds the size of its block map (`drive.fileSize(entry)` reads the file's).
+    pub size: Option<i64>,
 }
 
 /// One change of a drive's history (`createChangesStream`).
@@ -170,7 +174,7 @@ pub struct DiffOptions {
 }
 
 fn entry(path: String, e: CoreEntry) -> Entry {
-    let size = num(e.size());
+    let size = e.size().map(num);
     Entry {
         key: path,
         value: EntryValue {
@@ -181,11 +185,33 @@ fn entry(path: String, e: CoreEntry) -> Entry {
                 block_length: num(b.block_length),
                 byte_offset: num(b.byte_offset),
                 byte_length: num(b.byte_length),
+                block_map: b.block_map.then_some(true),
             }),
             metadata: e.metadata,
         },
         size,
     }
+}
+
+/// The core entry an [`Entry`] object describes (as an entry, list, change, history or diff gave
+/// it).
+fn core_entry(e: Entry) -> Result<CoreEntry> {
+    let blob = match e.value.blob {
+        None => None,
+        Some(b) => Some(dat_core::drive::entry::BlobId {
+            block_offset: index(b.block_offset, "blob.blockOffset")?,
+            block_length: index(b.block_length, "blob.blockLength")?,
+            byte_offset: index(b.byte_offset, "blob.byteOffset")?,
+            byte_length: index(b.byte_length, "blob.byteLength")?,
+            block_map: b.block_map.unwrap_or(false),
+        }),
+    };
+    Ok(CoreEntry {
+        executable: e.value.executable,
+        linkname: e.value.linkname,
+        blob,
+        metadata: e.value.metadata,
+    })
 }
 
 fn change(c: Change) -> DriveChange {
@@ -394,6 +420,16 @@ impl Drive {
         let d = self.shared.drive().await?;
         let data = blocking(move || d.get(&path)).await?;
         Ok(data.map(Buffer::from))
+    }
+
+    /// The size in bytes of the file `entry` describes (0 for a symlink); `entry` comes from
+    /// this drive, any version. For a deduplicated file this reads its block map (fetching it
+    /// from peers if it is not here, within the drive's timeout).
+    #[napi]
+    pub async fn file_size(&self, entry: Entry) -> Result<i64> {
+        let e = core_entry(entry)?;
+        let d = self.shared.drive().await?;
+        blocking(move || d.file_size(&e)).await.map(num)
     }
 
     /// The entry at `path` (null if none); `{ follow: true }` follows symlinks.

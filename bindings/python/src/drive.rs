@@ -121,6 +121,15 @@ impl Drive {
         Ok(crate::aio::bridge(register.as_any())?)
     }
 
+    /// The size in bytes of the file `entry` describes (0 for a symlink); `entry` comes from
+    /// this drive, any version. For a deduplicated file this reads its block map (fetching it
+    /// from peers if it is not here, within the drive's timeout).
+    fn file_size(&self, py: Python<'_>, entry: PyRef<'_, Entry>) -> Result<u64> {
+        let drive = self.drive()?;
+        let entry = entry.0.clone();
+        Ok(py.detach(move || drive.file_size(&entry))?)
+    }
+
     /// The entry at `path`, or `None`. A symlink's own entry, unless `follow`: then the entry
     /// of the file it leads to.
     #[pyo3(signature = (path, *, follow=false))]
@@ -429,10 +438,17 @@ impl Entry {
         self.0.linkname.clone()
     }
 
-    /// The file's size in bytes (0 for a symlink).
+    /// The file's size in bytes (0 for a symlink), or `None` for a deduplicated file: its entry
+    /// holds the size of its block map, not the file's (`Drive.file_size(entry)` reads it).
     #[getter]
-    fn size(&self) -> u64 {
+    fn size(&self) -> Option<u64> {
         self.0.size()
+    }
+
+    /// True for a deduplicated file (written with `dedup=True`: a block map lists its blocks).
+    #[getter]
+    fn is_deduplicated(&self) -> bool {
+        self.0.is_block_mapped()
     }
 
     /// True for a symlink.
@@ -477,7 +493,9 @@ impl Entry {
             Some(l) => format!("Entry(symlink to {l:?})"),
             None => format!(
                 "Entry(size={}, executable={})",
-                self.0.size(),
+                self.0
+                    .size()
+                    .map_or_else(|| "None (deduplicated)".to_string(), |n| n.to_string()),
                 if self.0.executable { "True" } else { "False" }
             ),
         }
@@ -601,7 +619,12 @@ impl FileVersion {
 
     fn __repr__(&self) -> String {
         match &self.entry {
-            Some(e) => format!("FileVersion(version={}, size={})", self.version, e.0.size()),
+            Some(e) => format!(
+                "FileVersion(version={}, size={})",
+                self.version,
+                e.0.size()
+                    .map_or_else(|| "None".to_string(), |n| n.to_string())
+            ),
             None => format!("FileVersion(version={}, deleted)", self.version),
         }
     }

@@ -40,9 +40,21 @@ impl Entry {
         self.linkname.is_some()
     }
 
-    /// The file size (0 for symlinks).
-    pub fn size(&self) -> u64 {
-        self.blob.map_or(0, |b| b.byte_length)
+    /// The file's size in bytes as the entry records it (0 for a symlink), or `None` for a
+    /// deduplicated file: its blob id covers its block map, and the id's byte length is the
+    /// map's, not the file's (as in hyperblobs). [`Drive::file_size`](super::Drive::file_size)
+    /// gives the size of any entry.
+    pub fn size(&self) -> Option<u64> {
+        match &self.blob {
+            None => Some(0),
+            Some(b) if b.block_map => None,
+            Some(b) => Some(b.byte_length),
+        }
+    }
+
+    /// True for a deduplicated file (its content is listed by a block map).
+    pub fn is_block_mapped(&self) -> bool {
+        self.blob.is_some_and(|b| b.block_map)
     }
 
     /// The bytes Hyperdrive writes for this entry.

@@ -3,14 +3,16 @@
 //! - **file names**: `dn ‖ dk ‖ u32be len ‖ path` → `u64be version ‖ kind` (the version of the
 //!   name's latest change, 1 put, 0 delete);
 //! - **per-file history**: `dh ‖ dk ‖ u32be len ‖ path ‖ u64be version` → `kind`;
-//! - **progress**: `dm ‖ dk` → `u64be` blocks of the metadata log indexed so far;
+//! - **progress**: `dm ‖ dk` → `u64be` blocks of the metadata log indexed so far `‖ u64be` the
+//!   log's fork then (absent in stores from before it was recorded: fork 0);
 //! - **content hashes** for deduplication: `dd ‖ content log key ‖ leaf hash` →
 //!   `u64be index ‖ u64be size`.
 //!
 //! The name indexes are derived data: they are brought up to date lazily, from the metadata
 //! log's contiguous local prefix (local writes and replicated changes alike), before a lookup
-//! uses them, and rebuilt from the log when missing. A lookup only trusts them when they cover
-//! the version it reads; otherwise it walks the bee.
+//! uses them, and rebuilt from the log when missing or when the log has moved to another fork
+//! since (a truncation: what they say of the blocks past it may be gone). A lookup only trusts
+//! them when they cover the version it reads; otherwise it walks the bee.
 
 use std::collections::HashMap;
 
@@ -51,25 +53,47 @@ fn u64_at(b: &[u8], at: usize) -> Option<u64> {
         .map(|s| u64::from_be_bytes(s.try_into().expect("8 bytes")))
 }
 
+/// What the index covers: blocks of the metadata log indexed, and the log's fork then.
+fn progress_value(v: &[u8]) -> Option<(u64, u64)> {
+    Some((u64_at(v, 0)?, u64_at(v, 8).unwrap_or(0)))
+}
+
 impl Drive {
+    /// How many blocks of the metadata log the index covers (1: none, the header block).
     fn indexed_upto(&self) -> Result<u64> {
         let st = self.store.storage();
         let txn = st.read()?;
-        Ok(st
+        let progress = st
             .index_get(&txn, &progress_key(&self.discovery_key()))?
-            .and_then(|v| u64_at(&v, 0))
-            .unwrap_or(1))
+            .and_then(|v| progress_value(&v));
+        // an index of another fork covers nothing here (the next catch-up rebuilds it)
+        Ok(match progress {
+            Some((n, fork)) if fork == self.db.log().fork() => n,
+            _ => 1,
+        })
     }
 
-    /// Indexes the metadata changes not indexed yet (those stored locally, in order).
+    /// Indexes the metadata changes not indexed yet (those stored locally, in order). An index
+    /// made on another fork of the log (before a truncation) is dropped and made again.
     pub(crate) fn index_catch_up(&self) -> Result<()> {
         let log = self.db.log();
+        let fork = log.fork();
         let end = log.contiguous_length().min(log.length());
-        let upto = self.indexed_upto()?;
-        if end <= upto {
+        let dk = self.discovery_key();
+        let st = self.store.storage();
+        let progress = {
+            let txn = st.read()?;
+            st.index_get(&txn, &progress_key(&dk))?
+                .and_then(|v| progress_value(&v))
+        };
+        let stale = progress.is_some_and(|(n, f)| f != fork || n > log.length());
+        let upto = match progress {
+            Some((n, _)) if !stale => n,
+            _ => 1,
+        };
+        if end <= upto && !stale {
             return Ok(());
         }
-        let dk = self.discovery_key();
         let head = self
             .db
             .checkout(end)
@@ -79,8 +103,10 @@ impl Drive {
             lt: Some(end as i64),
             ..Default::default()
         })?;
-        let st = self.store.storage();
         let mut txn = st.write()?;
+        if stale {
+            delete_name_indexes(st, &mut txn, &dk)?;
+        }
         let mut done = upto;
         for change in changes {
             let c = change?;
@@ -98,7 +124,9 @@ impl Drive {
             st.index_put(&mut txn, &hk, &[kind])?;
         }
         let done = done.max(end.min(self.db.log().length()));
-        st.index_put(&mut txn, &progress_key(&dk), &done.to_be_bytes())?;
+        let mut progress = done.to_be_bytes().to_vec();
+        progress.extend_from_slice(&fork.to_be_bytes());
+        st.index_put(&mut txn, &progress_key(&dk), &progress)?;
         txn.commit()?;
         Ok(())
     }
@@ -197,17 +225,25 @@ impl Drive {
     /// Drops this drive's name indexes; the next lookup rebuilds them from the metadata log.
     pub fn rebuild_index(&self) -> Result<()> {
         let st = self.store.storage();
-        let dk = self.discovery_key();
         let mut txn = st.write()?;
-        for tag in [b"dn", b"dh"] {
-            let mut p = tag.to_vec();
-            p.extend_from_slice(&dk);
-            st.index_delete_prefix(&mut txn, &p)?;
-        }
-        st.index_delete_prefix(&mut txn, &progress_key(&dk))?;
+        delete_name_indexes(st, &mut txn, &self.discovery_key())?;
         txn.commit()?;
         self.index_catch_up()
     }
+}
+
+/// Deletes the name, history and progress records of the drive with metadata log `dk`.
+fn delete_name_indexes(
+    st: &crate::storage::Storage,
+    txn: &mut dat_lmdb::heed::RwTxn<'_>,
+    dk: &Hash,
+) -> Result<()> {
+    for tag in [b"dn", b"dh"] {
+        let mut p = tag.to_vec();
+        p.extend_from_slice(dk);
+        st.index_delete_prefix(txn, &p)?;
+    }
+    st.index_delete_prefix(txn, &progress_key(dk))
 }
 
 /// The content-hash index of one content log, in the store (so it covers every file and

@@ -30,6 +30,8 @@ mod index;
 pub mod keys;
 pub mod path;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 pub use batch::DriveBatch;
@@ -43,6 +45,7 @@ use crate::blobs::{BlobId, Blobs, Chunking, DedupReport, WriteOptions};
 use crate::crypto::Hash;
 use crate::error::{Error, Result};
 use crate::log::Log;
+use crate::replication::Replicator;
 use crate::store::{DEFAULT_NAMESPACE, Store};
 
 /// How a drive is opened.
@@ -331,6 +334,18 @@ impl Drive {
 
     // ------------------------------------------------------------------ reads
 
+    /// The size in bytes of the file `entry` describes (0 for a symlink). For a deduplicated
+    /// file ([`Entry::size`] is `None`) this reads its block map, fetching it from peers when it
+    /// is not here (within the drive's timeout). `entry` may come from any version of this
+    /// drive.
+    pub fn file_size(&self, entry: &Entry) -> Result<u64> {
+        match (entry.size(), &entry.blob) {
+            (Some(n), _) => Ok(n),
+            (None, Some(b)) => self.blobs.size(b),
+            (None, None) => Ok(0),
+        }
+    }
+
     /// The entry of `path` (no symlink following), if any.
     pub fn entry(&self, path: &str) -> Result<Option<Entry>> {
         let path = path::normalize(path)?;
@@ -540,7 +555,10 @@ impl Drive {
                 )
             })
             .collect();
-        let mut events = log.subscribe();
+        // woken by every change to the content log's blocks, and by `cancel`
+        let replicator = log.replicator();
+        let _woken = cancel.wakes(&replicator);
+        let mut seen = replicator.changes();
         loop {
             let left = missing(&ranges)?;
             progress(total - left, total);
@@ -554,9 +572,10 @@ impl Drive {
                 )));
             }
             let wait = self.opts.timeout;
-            match events.blocking_recv_timeout(wait, cancel) {
-                Ok(()) => {}
-                Err(()) => {
+            match replicator.wait_changed(seen, wait, &|| cancel.is_cancelled()) {
+                // what else has arrived by the time this thread runs is counted with it
+                Some(changes) => seen = changes,
+                None => {
                     return Err(Error::Timeout(format!(
                         "{left} of {total} blocks of {path} did not arrive within {:?}",
                         wait.unwrap_or_default()
@@ -571,7 +590,14 @@ impl Drive {
 
 /// Stops a [`Drive::download_until`] from another thread. Clones share one flag.
 #[derive(Debug, Clone, Default)]
-pub struct CancelToken(std::sync::Arc<std::sync::atomic::AtomicBool>);
+pub struct CancelToken(Arc<CancelState>);
+
+#[derive(Debug, Default)]
+struct CancelState {
+    cancelled: AtomicBool,
+    /// What the downloads waiting on this token wait on: woken when it is cancelled.
+    waiting: Mutex<Vec<Weak<Replicator>>>,
+}
 
 impl CancelToken {
     /// A token not cancelled yet.
@@ -579,53 +605,49 @@ impl CancelToken {
         Self::default()
     }
 
-    /// Cancels whatever waits on this token (and on its clones). Cancelling twice does nothing.
+    /// Cancels whatever waits on this token (and on its clones): a download waiting for blocks
+    /// stops at once. Cancelling twice does nothing.
     pub fn cancel(&self) {
-        self.0.store(true, std::sync::atomic::Ordering::Release);
+        self.0.cancelled.store(true, Ordering::Release);
+        let waiting: Vec<_> = self
+            .lock_waiting()
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for r in waiting {
+            r.wake_waiters();
+        }
     }
 
     /// True once [`cancel`](Self::cancel) was called.
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(std::sync::atomic::Ordering::Acquire)
+        self.0.cancelled.load(Ordering::Acquire)
+    }
+
+    fn lock_waiting(&self) -> std::sync::MutexGuard<'_, Vec<Weak<Replicator>>> {
+        self.0.waiting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Has [`cancel`](Self::cancel) wake the waiters of `replicator` until the guard is
+    /// dropped.
+    fn wakes(&self, replicator: &Arc<Replicator>) -> CancelWakes<'_> {
+        let weak = Arc::downgrade(replicator);
+        self.lock_waiting().push(weak.clone());
+        CancelWakes { token: self, weak }
     }
 }
 
-/// Waiting on log events from a blocking caller, with a timeout.
-trait BlockingRecv {
-    /// `Ok` when an event came or `cancel` was cancelled; `Err` on timeout.
-    fn blocking_recv_timeout(
-        &mut self,
-        timeout: Option<Duration>,
-        cancel: &CancelToken,
-    ) -> std::result::Result<(), ()>;
+/// Registration of a waiting download with its [`CancelToken`]; removed on drop.
+struct CancelWakes<'a> {
+    token: &'a CancelToken,
+    weak: Weak<Replicator>,
 }
 
-impl BlockingRecv for tokio::sync::broadcast::Receiver<crate::LogEvent> {
-    fn blocking_recv_timeout(
-        &mut self,
-        timeout: Option<Duration>,
-        cancel: &CancelToken,
-    ) -> std::result::Result<(), ()> {
-        use tokio::sync::broadcast::error::TryRecvError;
-        let deadline = timeout.map(|t| std::time::Instant::now() + t);
-        // events arrive from replication threads; poll with a short park between checks
-        loop {
-            match self.try_recv() {
-                Ok(_) | Err(TryRecvError::Lagged(_)) => {
-                    // what else has arrived is taken too: one recount for all of it
-                    while matches!(self.try_recv(), Ok(_) | Err(TryRecvError::Lagged(_))) {}
-                    return Ok(());
-                }
-                Err(TryRecvError::Closed) => return Err(()),
-                Err(TryRecvError::Empty) => {}
-            }
-            if cancel.is_cancelled() {
-                return Ok(());
-            }
-            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
-                return Err(());
-            }
-            std::thread::park_timeout(Duration::from_millis(5));
+impl Drop for CancelWakes<'_> {
+    fn drop(&mut self) {
+        let mut waiting = self.token.lock_waiting();
+        if let Some(i) = waiting.iter().position(|w| w.ptr_eq(&self.weak)) {
+            waiting.swap_remove(i);
         }
     }
 }

@@ -64,6 +64,9 @@ struct State {
     /// longer applies.
     chosen: bool,
     length: u64,
+    /// Counts the changes to the local blocks (arrivals, appends, losses), for
+    /// [`Replicator::wait_changed`].
+    changes: u64,
 }
 
 /// Replication state of one log, shared by the connections that replicate it.
@@ -112,6 +115,7 @@ impl Replicator {
                 wants: Vec::new(),
                 chosen: false,
                 length,
+                changes: 0,
             }),
             changed: Condvar::new(),
         }
@@ -364,6 +368,7 @@ impl Replicator {
                 },
             ));
         }
+        s.changes += 1;
         self.dispatch(s, actions);
         self.changed.notify_all();
     }
@@ -384,6 +389,7 @@ impl Replicator {
                 length: end.saturating_sub(start),
             },
         ));
+        s.changes += 1;
         self.dispatch(s, actions);
         self.changed.notify_all();
     }
@@ -403,6 +409,7 @@ impl Replicator {
             ));
         }
         s.length = s.length.min(length);
+        s.changes += 1;
         self.dispatch(s, actions);
         self.changed.notify_all();
     }
@@ -418,7 +425,52 @@ impl Replicator {
                 length: end.saturating_sub(start),
             },
         );
+        s.changes += 1;
         self.dispatch(s, actions);
+        self.changed.notify_all();
+    }
+
+    /// How many times the local blocks have changed so far (blocks arrived, appended or lost):
+    /// take it before looking at the blocks, then [`Replicator::wait_changed`] for what follows.
+    pub(crate) fn changes(&self) -> u64 {
+        self.lock().changes
+    }
+
+    /// Waits (blocking) until the local blocks change after `seen` (a value of
+    /// [`Replicator::changes`]) or `stop` returns true; `None` when `timeout` passes first.
+    /// Returns the count of changes then. Whatever sets what `stop` reads must then call
+    /// [`Replicator::wake_waiters`], or the wait only ends with the next change.
+    pub(crate) fn wait_changed(
+        &self,
+        seen: u64,
+        timeout: Option<Duration>,
+        stop: &dyn Fn() -> bool,
+    ) -> Option<u64> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut s = self.lock();
+        while s.changes == seen && !stop() {
+            s = match deadline {
+                None => self.changed.wait(s).unwrap_or_else(poisoned),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return None;
+                    }
+                    self.changed
+                        .wait_timeout(s, d - now)
+                        .unwrap_or_else(poisoned)
+                        .0
+                }
+            };
+        }
+        Some(s.changes)
+    }
+
+    /// Wakes every blocking waiter so that it checks its conditions again (taking the lock
+    /// first: a waiter between its check and its wait is not missed).
+    pub(crate) fn wake_waiters(&self) {
+        let _s = self.lock();
+        self.changed.notify_all();
     }
 
     /// Waits (blocking) until the verified length is at least `length`, for at most `timeout`.
@@ -872,5 +924,49 @@ mod tests {
         r.on_downloaded(0, &[], 60);
         let asked = requests(&r.take_commands(p));
         assert!(!asked.is_empty() && asked.iter().all(|b| (50..60).contains(b)));
+    }
+
+    /// A blocking waiter wakes for a change that came after the count it took (also one that
+    /// came before it waited), for its stop condition once woken, and otherwise times out.
+    #[test]
+    fn a_waiter_wakes_for_changes_and_for_its_stop_condition() {
+        let (r, p) = setup(10);
+        let never = || false;
+        let seen = r.changes();
+        assert_eq!(
+            r.wait_changed(seen, Some(Duration::from_millis(1)), &never),
+            None
+        );
+        // a change between taking the count and waiting is not missed
+        r.on_downloaded(p.0, &[(3, 10)], 10);
+        let after = r.wait_changed(seen, Some(Duration::ZERO), &never);
+        assert_eq!(after, Some(seen + 1));
+        // a change from another thread ends a wait with no timeout
+        let (waiting_tx, waiting_rx) = std::sync::mpsc::channel();
+        let waiter = {
+            let r = r.clone();
+            std::thread::spawn(move || {
+                waiting_tx.send(()).unwrap();
+                r.wait_changed(seen + 1, None, &|| false)
+            })
+        };
+        waiting_rx.recv().unwrap();
+        r.on_local_append(10, 12);
+        assert_eq!(waiter.join().unwrap(), Some(seen + 2));
+        // a stop condition set from another thread, then `wake_waiters`
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let waiter = {
+            let (r, stop) = (r.clone(), stop.clone());
+            std::thread::spawn(move || {
+                r.wait_changed(seen + 2, None, &|| stop.load(Ordering::SeqCst))
+            })
+        };
+        stop.store(true, Ordering::SeqCst);
+        r.wake_waiters();
+        assert_eq!(
+            waiter.join().unwrap(),
+            Some(seen + 2),
+            "stopped, nothing changed"
+        );
     }
 }
