@@ -282,6 +282,32 @@ fn cursor_history_changes_and_bad_input() {
     assert!(err.to_string().contains("drive entry"), "{err}");
 }
 
+/// A name that is both a file and a folder (`/a` and `/a/b`) is listed once by `readdir` and a
+/// shallow `list`, with the file, which comes first (as the reference does).
+#[test]
+fn a_name_that_is_a_file_and_a_folder_is_listed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let drive = Drive::create(&store).unwrap();
+    for p in ["/a", "/a/b", "/a/c/d", "/b", "/c/x"] {
+        drive.put(p, p.as_bytes()).unwrap();
+    }
+    assert_eq!(drive.readdir("/").unwrap(), ["a", "b", "c"]);
+    let shallow: Vec<String> = drive
+        .list("/", false)
+        .unwrap()
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(shallow, ["/a", "/b", "/c/x"]);
+    assert_eq!(drive.readdir("/a").unwrap(), ["b", "c"]);
+    assert_eq!(
+        drive.list("/", true).unwrap().len(),
+        5,
+        "recursive: every entry"
+    );
+}
+
 /// The name index follows a truncation of the metadata log (a new fork): names written past
 /// the truncation are gone, and names written again on the new fork are found, with the
 /// history of the new fork only past the common prefix.

@@ -415,6 +415,7 @@ impl Drive {
             return Ok(out);
         }
         let mut prev = String::from("/");
+        let mut prev_name = String::new();
         loop {
             let Some(e) = self.db.peek(folder_range(&folder, &prev))? else {
                 break;
@@ -426,6 +427,12 @@ impl Drive {
                 None => (rest, false),
             };
             prev = format!("/{name}{}", if deeper { "0" } else { "" });
+            // a name that is a file and a folder too (`/a` and `/a/b`) is listed once, with
+            // what comes first (the file), as the reference does
+            if name == prev_name {
+                continue;
+            }
+            prev_name = name.to_string();
             out.push((p.clone(), entry));
         }
         Ok(out)
