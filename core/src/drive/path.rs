@@ -3,11 +3,13 @@
 use crate::error::{Error, Result};
 
 /// Normalizes a file path: `\` and `/` separate segments, empty and `.` segments are dropped,
-/// `..` goes up (going above the root is an error), a first segment ending in `:` (a drive
-/// letter or URL scheme) is dropped, and the result starts with `/` and has no trailing slash.
-/// The root itself is not a file name.
+/// `..` goes up (going above the root is an error), and the result starts with `/` and has no
+/// trailing slash. A path of several segments whose first ends in `:` is absolute: after a drive
+/// letter (`c:`, one character) or `file:` the rest is the path, after any other scheme
+/// (`http://host/...`) the first three segments are dropped, as `unix-path-resolve` does. The
+/// root itself is not a file name.
 pub fn normalize(path: &str) -> Result<String> {
-    let p = resolve(path)?;
+    let p = resolve("/", path)?;
     if p == "/" {
         return Err(Error::InvalidArgument(format!(
             "invalid file name {path:?}: it names the root folder"
@@ -19,55 +21,76 @@ pub fn normalize(path: &str) -> Result<String> {
 /// Normalizes a folder path: like [`normalize`], but the root is allowed and becomes `""`, so
 /// that `folder + "/"` is the prefix of everything inside it.
 pub fn normalize_folder(path: &str) -> Result<String> {
-    let p = resolve(path)?;
+    let p = resolve("/", path)?;
     Ok(if p == "/" { String::new() } else { p })
 }
 
-fn resolve(path: &str) -> Result<String> {
-    let mut parts: Vec<&str> = Vec::new();
-    let mut first = true;
-    let mut scheme = false;
-    for seg in path.split(['/', '\\']) {
-        if first {
-            first = false;
-            if seg.ends_with(':') {
-                // `c:` or `http:`; a URL's `//host` segment goes with it
-                scheme = seg.len() > 2 && path[seg.len()..].starts_with("//");
-                continue;
-            }
+/// A path split into segments, and whether it stands alone (absolute) or continues another.
+fn parse(path: &str) -> (bool, Vec<&str>) {
+    let names: Vec<&str> = path.split(['/', '\\']).collect();
+    match names.first() {
+        Some(first) if names.len() > 1 && first.ends_with(':') => {
+            // a drive letter (two UTF-16 units, as JavaScript counts) or `file:`: the path
+            // follows; another scheme: `scheme:`, `""` and the host go
+            let skip = if first.encode_utf16().count() == 2 || *first == "file:" {
+                1
+            } else {
+                3
+            };
+            (true, names.get(skip..).unwrap_or_default().to_vec())
         }
+        _ => (path.starts_with(['/', '\\']), names),
+    }
+}
+
+/// `relative` resolved against `base` (absolute, or one of them must be), as
+/// `unix-path-resolve(base, relative)`.
+fn resolve(base: &str, relative: &str) -> Result<String> {
+    let (rel_absolute, rel) = parse(relative);
+    let mut parts: Vec<&str> = Vec::new();
+    if !rel_absolute {
+        let (base_absolute, base_names) = parse(base);
+        if !base_absolute {
+            return Err(Error::InvalidArgument(format!(
+                "path {relative:?} is relative to {base:?}, which is not absolute"
+            )));
+        }
+        walk(&mut parts, &base_names, relative)?;
+    }
+    walk(&mut parts, &rel, relative)?;
+    Ok(format!("/{}", parts.join("/")))
+}
+
+/// Applies `names` to the segments in `parts` (`..` goes up; `relative` names the path in an
+/// error).
+fn walk<'a>(parts: &mut Vec<&'a str>, names: &[&'a str], relative: &str) -> Result<()> {
+    for &seg in names {
         match seg {
-            "" if scheme => {}
             "" | "." => {}
             ".." => {
                 if parts.pop().is_none() {
                     return Err(Error::InvalidArgument(format!(
-                        "path {path:?} cannot be resolved: too many '..'"
+                        "path {relative:?} cannot be resolved: too many '..'"
                     )));
                 }
             }
-            s => {
-                if scheme {
-                    // the host of `scheme://host/...` is dropped
-                    scheme = false;
-                    continue;
-                }
-                parts.push(s)
-            }
+            s => parts.push(s),
         }
     }
-    Ok(format!("/{}", parts.join("/")))
+    Ok(())
 }
 
 /// Resolves a symlink target against the link's own path, as Hyperdrive's `entry(path,
-/// {follow: true})` does: an absolute target stands alone, a relative one is appended to the
-/// link's path (not its folder).
+/// {follow: true})` does: an absolute target stands alone (a path from `/` or `\`, or one with a
+/// drive letter or scheme), a relative one is appended to the link's path (not its folder).
 pub fn resolve_link(link_path: &str, target: &str) -> Result<String> {
-    if target.starts_with('/') || target.starts_with('\\') {
-        normalize(target)
-    } else {
-        normalize(&format!("{link_path}/{target}"))
+    let p = resolve(link_path, target)?;
+    if p == "/" {
+        return Err(Error::InvalidArgument(format!(
+            "the symlink {link_path} leads to the root folder ({target:?}), not a file"
+        )));
     }
+    Ok(p)
 }
 
 #[cfg(test)]
@@ -101,5 +124,55 @@ mod tests {
         // shared/vectors/out/symlink-follow.txt
         assert_eq!(resolve_link("/a/link", "b").unwrap(), "/a/link/b");
         assert_eq!(resolve_link("/a/link", "/x/y").unwrap(), "/x/y");
+    }
+
+    /// What `unix-path-resolve` 1.0.2 (hyperdrive 13.3.4's resolver) gives for these inputs, run
+    /// with the pinned reference in `tests/interop` (`null`: it throws), for drive letters,
+    /// schemes and segments that merely contain `:`.
+    #[test]
+    fn drive_letters_and_schemes_as_the_reference_resolves_them() {
+        let files = [
+            ("c:", Some("/c:")),
+            ("foo:", Some("/foo:")),
+            ("http:/a/b/c", Some("/c")),
+            ("ab:/x/y/z", Some("/z")),
+            ("file://host/x", Some("/host/x")),
+            ("file:///x/y", Some("/x/y")),
+            ("http:///a/b", Some("/a/b")),
+            ("é:/a", Some("/a")),
+            ("ab:", Some("/ab:")),
+            ("x:/", Some("/")),
+            ("http://h", Some("/")),
+            ("http:", Some("/http:")),
+            ("a:b/c", Some("/a:b/c")),
+            ("C:\\dir\\f.txt", Some("/dir/f.txt")),
+            ("/a/c:/b", Some("/a/c:/b")),
+            ("ftp://h/../x", None),
+            ("c:/..", None),
+            ("ab:/x/y/..", None),
+            ("\u{1F600}:/a/b", Some("/")),
+        ];
+        for (input, want) in files {
+            assert_eq!(resolve("/", input).ok().as_deref(), want, "{input:?}");
+        }
+        // as file names, the root is refused
+        assert!(normalize("x:/").is_err() && normalize("http://h").is_err());
+        let links = [
+            ("../b", Some("/a/b")),
+            ("c:/z", Some("/z")),
+            ("http://h/p/q", Some("/p/q")),
+            ("file:/m", Some("/m")),
+            ("\\w", Some("/w")),
+            ("../../..", None),
+            ("x:", Some("/a/link/x:")),
+            ("..", Some("/a")),
+        ];
+        for (target, want) in links {
+            assert_eq!(
+                resolve_link("/a/link", target).ok().as_deref(),
+                want,
+                "{target:?}"
+            );
+        }
     }
 }
