@@ -304,6 +304,61 @@ fn a_flood_of_requests_for_missing_blocks_drops_the_peer_while_others_replicate(
     assert_eq!(rlog.get(9).unwrap(), wlog.get(9).unwrap());
 }
 
+/// Requests made on a fork the log has left (a peer that has not heard of the truncation yet)
+/// are answered not available, as the reference answers them, and do not count as invalid: 100
+/// stale upgrade requests (over the limit of 64 invalid ones) leave the peer connected.
+#[test]
+fn requests_on_an_old_fork_are_not_available_not_invalid() {
+    let wd = tempfile::tempdir().unwrap();
+    let (ws, wlog) = writer(wd.path(), 8);
+    wlog.truncate(6).unwrap();
+    assert_eq!(wlog.fork(), 1);
+    let mut w = honest(&ws, &wlog, ConnectionOptions::default());
+    let mut evil = Evil::new();
+    evil.pump(&mut w).unwrap();
+    evil.open(&wlog.key(), true);
+    evil.pump(&mut w).unwrap();
+    for id in 1..=100u64 {
+        evil.send(&Message::Request(Request {
+            id,
+            fork: 0,
+            upgrade: Some(RequestUpgrade {
+                start: 0,
+                length: 8,
+            }),
+            ..Default::default()
+        }));
+        evil.pump(&mut w)
+            .expect("a stale request does not drop the peer");
+    }
+    let reasons: Vec<u64> = evil
+        .received
+        .iter()
+        .filter_map(|m| match m {
+            Message::NoData(n) => Some(n.reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasons.len(), 100);
+    assert!(
+        reasons
+            .iter()
+            .all(|&r| r == messages::NO_DATA_NOT_AVAILABLE)
+    );
+    // on the current fork the same request is answered
+    evil.send(&Message::Request(Request {
+        id: 101,
+        fork: 1,
+        upgrade: Some(RequestUpgrade {
+            start: 0,
+            length: 6,
+        }),
+        ..Default::default()
+    }));
+    evil.pump(&mut w).unwrap();
+    assert!(matches!(evil.received.last(), Some(Message::Data(d)) if d.request == 101));
+}
+
 #[test]
 fn upgrade_requests_beyond_the_log_are_invalid_and_counted() {
     let wd = tempfile::tempdir().unwrap();

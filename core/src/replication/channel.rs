@@ -518,9 +518,14 @@ impl Channel {
             }));
             Ok(())
         };
-        if let Some(b) = r.block
-            && (r.fork != self.log.fork() || !self.log.has(b.index)?)
-        {
+        // A request made on another fork (the peer has not heard of a truncation yet) is not
+        // available rather than invalid, as the reference answers it: a peer that was asking
+        // for upgrades when the log was truncated is not taken for a misbehaving one.
+        let missing = match r.block {
+            Some(b) => !self.log.has(b.index)?,
+            None => false,
+        };
+        if r.fork != self.log.fork() || missing {
             not_available(out, self)?;
             return Ok(None);
         }
