@@ -288,7 +288,9 @@ typedef enum dat_durability {
    */
   DAT_DURABILITY_NO_META_SYNC = 1,
   /**
-   * No fsync: survives process crashes, not power loss (the JavaScript reference's guarantee).
+   * No fsync: survives process crashes, not power loss: that may lose recent commits and, on a
+   * file system that does not keep the order of writes, leave the store unreadable (the
+   * JavaScript reference's guarantee: it does not fsync either).
    */
   DAT_DURABILITY_NO_SYNC = 2,
 } dat_durability;

@@ -33,7 +33,9 @@ pub enum dat_durability {
     /// fsync data but not the meta page: survives process crashes; a power loss may undo the
     /// last commit but never corrupts the store.
     DAT_DURABILITY_NO_META_SYNC = 1,
-    /// No fsync: survives process crashes, not power loss (the JavaScript reference's guarantee).
+    /// No fsync: survives process crashes, not power loss: that may lose recent commits and, on a
+    /// file system that does not keep the order of writes, leave the store unreadable (the
+    /// JavaScript reference's guarantee: it does not fsync either).
     DAT_DURABILITY_NO_SYNC = 2,
 }
 

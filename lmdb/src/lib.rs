@@ -22,8 +22,10 @@ pub enum Sync {
     /// fsync data but not the meta page: survives process crashes; a power loss may undo the last
     /// commit but never corrupts the store.
     NoMetaSync,
-    /// No fsync at all: survives process crashes (the OS has the pages); a power loss may lose recent
-    /// commits. The durability of the JavaScript reference's default storage.
+    /// No fsync at all: survives process crashes (the OS has the pages). A power loss may lose
+    /// recent commits and, on a file system that does not keep the order of writes, leave the
+    /// store unreadable (LMDB's own warning for `MDB_NOSYNC`). The durability of the JavaScript
+    /// reference's default storage, which does not fsync either.
     NoSync,
 }
 
