@@ -156,6 +156,7 @@ PY              := $(PY_VENV)/bin/python
 PY_BENCH_VENV   := target/py-bench-venv
 MATURIN_VERSION := 1.16.0
 PYTEST_VERSION  := 9.2.0
+PYTEST_TIMEOUT_VERSION := 2.4.0
 MATURIN_BUILD   = CARGO_TARGET_DIR=target PYO3_PYTHON=$(abspath $(PY)) $(PY_VENV)/bin/maturin build \
 	  -m bindings/python/Cargo.toml
 
@@ -163,8 +164,8 @@ MATURIN_BUILD   = CARGO_TARGET_DIR=target PYO3_PYTHON=$(abspath $(PY)) $(PY_VENV
 
 py-venv:
 	@test -x $(PY) || python3 -m venv $(PY_VENV)
-	@$(PY) -c 'import importlib.metadata as m; assert m.version("maturin") == "$(MATURIN_VERSION)" and m.version("pytest") == "$(PYTEST_VERSION)"' 2>/dev/null || \
-	  $(PY) -m pip install -q maturin==$(MATURIN_VERSION) pytest==$(PYTEST_VERSION)
+	@$(PY) -c 'import importlib.metadata as m; assert m.version("maturin") == "$(MATURIN_VERSION)" and m.version("pytest") == "$(PYTEST_VERSION)" and m.version("pytest-timeout") == "$(PYTEST_TIMEOUT_VERSION)"' 2>/dev/null || \
+	  $(PY) -m pip install -q maturin==$(MATURIN_VERSION) pytest==$(PYTEST_VERSION) pytest-timeout==$(PYTEST_TIMEOUT_VERSION)
 
 wheel: py-venv
 	rm -f target/wheels/libdat-*.whl

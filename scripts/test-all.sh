@@ -8,12 +8,19 @@ LOG=${LOG_DIR:-target/test-logs}
 mkdir -p "$LOG"
 pass=0; fail=0; rc_all=0
 
+# A suite that hangs is stopped after SUITE_TIMEOUT seconds (its whole process group: TERM,
+# then KILL 30 s later) and counted failed, so the other suites still run and report.
+SUITE_TIMEOUT=${SUITE_TIMEOUT:-2400}
+
 run() { # name, command...
   local name=$1; shift
   echo "=== $name: $*"
-  "$@" > >(tee "$LOG/$name.log") 2>&1
+  timeout -k 30 "$SUITE_TIMEOUT" "$@" > >(tee "$LOG/$name.log") 2>&1
   local rc=$?
   wait
+  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+    echo "=== $name TIMED OUT after $SUITE_TIMEOUT s"
+  fi
   if [ "$rc" -ne 0 ]; then echo "=== $name FAILED (rc=$rc)"; rc_all=1; fi
   return "$rc"
 }

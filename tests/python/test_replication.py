@@ -268,15 +268,34 @@ def test_blocking_calls_release_the_gil_and_notice_ctrl_c(peers):
         t.join()
     assert counted[0] > 1000  # the other thread ran while this one waited
 
-    # a wait without a time limit is interrupted by Ctrl-C (SIGINT)
+    # a wait without a time limit is interrupted by Ctrl-C (SIGINT). Python runs the handler
+    # at the main thread's next check: if that falls in a finalizer the KeyboardInterrupt is
+    # lost (reported as unraisable), so the interrupt is repeated until the wait has raised,
+    # and interrupts after that are ignored.
     import _thread
+    import signal
 
     r = remote.prioritize(500, 600)
-    timer = threading.Timer(0.3, _thread.interrupt_main)
-    timer.start()
-    with pytest.raises(KeyboardInterrupt):
-        r.wait()
-    timer.join()
+    raised = threading.Event()
+
+    def on_sigint(signum, frame):
+        if not raised.is_set():
+            raise KeyboardInterrupt
+
+    def interrupt():
+        while not raised.wait(0.3):
+            _thread.interrupt_main()
+
+    old = signal.signal(signal.SIGINT, on_sigint)
+    interrupter = threading.Thread(target=interrupt)
+    interrupter.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            r.wait()
+    finally:
+        raised.set()
+        interrupter.join()
+        signal.signal(signal.SIGINT, old)
     r.cancel()
 
 
