@@ -393,6 +393,13 @@ impl<'a> BlobWriter<'a> {
         }
         let n = self.pending_ends.len() as u64;
         if self.background {
+            // hashed here, while the batch before this one is being stored
+            let hashes = {
+                let blocks: Vec<&[u8]> = (0..self.pending_ends.len())
+                    .filter_map(|i| self.pending_block(i))
+                    .collect();
+                crate::crypto::leaf_hashes_simd(&blocks)
+            };
             let appender = match &mut self.appender {
                 Some(a) => a,
                 None => self.appender.insert(Appender::start(self.log.clone())?),
@@ -400,6 +407,7 @@ impl<'a> BlobWriter<'a> {
             let batch = Batch {
                 data: std::mem::take(&mut self.pending),
                 ends: std::mem::take(&mut self.pending_ends),
+                hashes,
                 start: self.committed,
             };
             let bytes = batch.data.len() as u64;
