@@ -59,23 +59,10 @@ fn progress_value(v: &[u8]) -> Option<(u64, u64)> {
 }
 
 impl Drive {
-    /// How many blocks of the metadata log the index covers (1: none, the header block).
-    fn indexed_upto(&self) -> Result<u64> {
-        let st = self.store.storage();
-        let txn = st.read()?;
-        let progress = st
-            .index_get(&txn, &progress_key(&self.discovery_key()))?
-            .and_then(|v| progress_value(&v));
-        // an index of another fork covers nothing here (the next catch-up rebuilds it)
-        Ok(match progress {
-            Some((n, fork)) if fork == self.db.log().fork() => n,
-            _ => 1,
-        })
-    }
-
     /// Indexes the metadata changes not indexed yet (those stored locally, in order). An index
-    /// made on another fork of the log (before a truncation) is dropped and made again.
-    pub(crate) fn index_catch_up(&self) -> Result<()> {
+    /// made on another fork of the log (before a truncation) is dropped and made again. Returns
+    /// how many blocks of the metadata log the index covers now (1: none, the header block).
+    pub(crate) fn index_catch_up(&self) -> Result<u64> {
         let log = self.db.log();
         let fork = log.fork();
         let end = log.contiguous_length().min(log.length());
@@ -92,7 +79,7 @@ impl Drive {
             _ => 1,
         };
         if end <= upto && !stale {
-            return Ok(());
+            return Ok(upto);
         }
         let head = self
             .db
@@ -128,7 +115,7 @@ impl Drive {
         progress.extend_from_slice(&fork.to_be_bytes());
         st.index_put(&mut txn, &progress_key(&dk), &progress)?;
         txn.commit()?;
-        Ok(())
+        Ok(done)
     }
 
     /// The entry of `path` through the index: `None` when the index does not cover this
@@ -137,9 +124,9 @@ impl Drive {
         if self.db.is_checkout() {
             return Ok(None);
         }
-        self.index_catch_up()?;
+        let upto = self.index_catch_up()?;
         let version = self.db.log().length();
-        if self.indexed_upto()? < version {
+        if upto < version {
             return Ok(None);
         }
         let st = self.store.storage();
@@ -171,8 +158,7 @@ impl Drive {
     /// (`None` for a deletion), up to this drive's version. (The reference has no such call.)
     pub fn file_history(&self, path: &str) -> Result<Vec<FileVersion>> {
         let path = path::normalize(path)?;
-        self.index_catch_up()?;
-        let upto = self.indexed_upto()?;
+        let upto = self.index_catch_up()?;
         let version = self.version();
         let st = self.store.storage();
         let prefix = name_key(b"dh", &self.discovery_key(), &path);
@@ -228,7 +214,7 @@ impl Drive {
         let mut txn = st.write()?;
         delete_name_indexes(st, &mut txn, &self.discovery_key())?;
         txn.commit()?;
-        self.index_catch_up()
+        self.index_catch_up().map(drop)
     }
 }
 
