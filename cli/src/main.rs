@@ -20,6 +20,7 @@ pub fn stdout_failed(e: std::io::Error) -> ! {
     std::process::exit(exit::ERROR as i32)
 }
 
+mod http;
 mod import;
 mod progress;
 mod read;
@@ -150,6 +151,18 @@ enum Command {
         drive: String,
         /// The file.
         path: String,
+        /// A peer serving the drive.
+        #[arg(long)]
+        peer: Option<String>,
+    },
+    /// Serve a drive over HTTP (GET and HEAD): files with byte ranges, folders as index.html or
+    /// a listing, older versions at ?version=N. A remote drive fetches only what requests need.
+    Http {
+        /// The drive key, or a shared folder.
+        drive: String,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
         /// A peer serving the drive.
         #[arg(long)]
         peer: Option<String>,
@@ -310,6 +323,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::History { drive, path, peer } => {
             read::history(&rt, &store_path, &drive, &path, peer.as_deref(), json)
         }
+        Command::Http {
+            drive,
+            listen,
+            peer,
+        } => http::serve(&rt, &store_path, &drive, &listen, peer.as_deref()),
         Command::Info { drive, peer } => {
             read::info(&rt, &store_path, &drive, peer.as_deref(), json)
         }

@@ -334,3 +334,173 @@ fn a_deduplicated_files_size_is_its_own_not_its_block_maps() {
     let history = ok(&dat(&store, &["history", &key, "/d.bin"]));
     assert_eq!(history.trim(), format!("2\tput\t{}", data.len()));
 }
+
+/// A running `dat http`, killed when dropped.
+struct Gateway {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn gateway(store: &Path, drive: &str, extra: &[&str]) -> Gateway {
+    let mut child = Command::new(DAT)
+        .arg("--store")
+        .arg(store)
+        .args(["http", drive, "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("dat http prints its address").unwrap();
+        if let Some(a) = line.strip_prefix("listening http://") {
+            break a.trim_end_matches('/').to_string();
+        }
+    };
+    Gateway { child, addr }
+}
+
+/// One HTTP exchange: the response head and body.
+fn http(addr: &str, request: &[u8]) -> (String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(request).unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).unwrap();
+    let split = got
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head");
+    let head = String::from_utf8(got[..split].to_vec()).unwrap();
+    (head, got[split + 4..].to_vec())
+}
+
+fn get(addr: &str, target: &str, headers: &str) -> (String, Vec<u8>) {
+    http(
+        addr,
+        format!("GET {target} HTTP/1.1\r\nHost: x\r\n{headers}\r\n").as_bytes(),
+    )
+}
+
+#[test]
+fn http_serves_files_ranges_folders_and_versions_fetching_only_what_requests_need() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    let big = sample(&src);
+    std::fs::create_dir_all(src.join("site")).unwrap();
+    std::fs::write(src.join("site/index.html"), "<h1>home</h1>").unwrap();
+    std::fs::write(src.join("site/a b.txt"), "spaced").unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink("/docs/deep/readme.md", src.join("site/abs-link")).unwrap();
+    let (s1, s2) = (t.path().join("s1"), t.path().join("s2"));
+    ok(&dat(&s1, &["share", src.to_str().unwrap(), "--no-serve"]));
+    let info = |store: &Path, drive: &str| -> serde_json::Value {
+        serde_json::from_str(&ok(&dat(store, &["--json", "info", drive]))).unwrap()
+    };
+    let v1 = info(&s1, src.to_str().unwrap())["version"]
+        .as_u64()
+        .unwrap();
+    std::fs::write(src.join("site/index.html"), "<h1>home, v2</h1>").unwrap();
+    ok(&dat(&s1, &["share", src.to_str().unwrap(), "--no-serve"]));
+    let sharer = share(&s1, &src, &[]);
+    let gw = gateway(&s2, &sharer.key, &["--peer", sharer.addr.as_str()]);
+    let a = gw.addr.as_str();
+
+    // a byte range of a 2.5 MB file
+    let (head, body) = get(a, "/big.bin", "Range: bytes=1200000-1200999\r\n");
+    assert!(head.starts_with("HTTP/1.1 206 Partial Content"), "{head}");
+    assert!(
+        head.contains("Content-Range: bytes 1200000-1200999/2500000"),
+        "{head}"
+    );
+    assert!(head.contains("Content-Length: 1000"), "{head}");
+    assert_eq!(body, &big[1_200_000..1_201_000]);
+    // the last bytes, and a range past the end
+    let (head, body) = get(a, "/big.bin", "range: bytes=-5\r\n");
+    assert!(
+        head.contains("Content-Range: bytes 2499995-2499999/2500000"),
+        "{head}"
+    );
+    assert_eq!(body, &big[2_499_995..]);
+    let (head, _) = get(a, "/big.bin", "Range: bytes=2500000-\r\n");
+    assert!(head.starts_with("HTTP/1.1 416"), "{head}");
+    assert!(head.contains("Content-Range: bytes */2500000"), "{head}");
+    // HEAD: the size, no body, nothing fetched for it
+    let (head, body) = http(a, b"HEAD /big.bin HTTP/1.1\r\n\r\n");
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert!(head.contains("Content-Length: 2500000"), "{head}");
+    assert!(head.contains("Accept-Ranges: bytes"), "{head}");
+    assert!(body.is_empty());
+
+    // folders: a redirect to the slash, index.html, an older version, a listing
+    let (head, _) = get(a, "/site", "");
+    assert!(head.starts_with("HTTP/1.1 301"), "{head}");
+    assert!(head.contains("Location: /site/\r\n"), "{head}");
+    let (head, body) = get(a, "/site/", "");
+    assert!(
+        head.contains("Content-Type: text/html; charset=utf-8"),
+        "{head}"
+    );
+    assert_eq!(body, b"<h1>home, v2</h1>");
+    let (_, body) = get(a, &format!("/site/?version={v1}"), "");
+    assert_eq!(body, b"<h1>home</h1>");
+    let (head, body) = get(a, "/docs/", "");
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    let body = String::from_utf8(body).unwrap();
+    assert!(body.contains("<a href=\"deep/\">deep/</a>"), "{body}");
+    assert!(
+        body.contains("<a href=\"note-119.txt\">note-119.txt</a>"),
+        "{body}"
+    );
+    assert!(body.contains("<a href=\"../\">../</a>"), "{body}");
+    let (_, body) = get(a, "/site/a%20b.txt", "");
+    assert_eq!(body, b"spaced");
+    // a symlink is followed, resolved as the reference resolves it: against the link's own
+    // path, so the folder-relative `docs/deep/readme.md` of /readme-link names
+    // /readme-link/docs/deep/readme.md, which is not there
+    #[cfg(unix)]
+    {
+        let (head, body) = get(a, "/site/abs-link", "");
+        assert!(
+            head.contains("Content-Type: text/markdown; charset=utf-8"),
+            "{head}"
+        );
+        assert_eq!(body, b"# deep\n");
+        let (head, _) = get(a, "/readme-link", "");
+        assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    }
+
+    // errors
+    let status = |head: &str| head.split(' ').nth(1).unwrap_or_default().to_string();
+    assert_eq!(status(&get(a, "/nothing-here", "").0), "404");
+    assert_eq!(status(&get(a, "/?version=999999", "").0), "404");
+    assert_eq!(status(&get(a, "/?version=x", "").0), "400");
+    assert_eq!(status(&get(a, "/../../etc/passwd", "").0), "400");
+    assert_eq!(status(&http(a, b"POST / HTTP/1.1\r\n\r\n").0), "405");
+    assert_eq!(status(&http(a, b"\x00\x01 garbage\r\n\r\n").0), "400");
+    let huge = format!("GET / HTTP/1.1\r\nX-Pad: {}\r\n\r\n", "a".repeat(20_000));
+    assert_eq!(status(&http(a, huge.as_bytes()).0), "431");
+    // the gateway still serves after all that
+    assert_eq!(get(a, "/site/a%20b.txt", "").1, b"spaced");
+
+    // what the gateway's store holds: the blocks those requests needed, not the drive
+    drop(gw);
+    let held = info(&s2, &sharer.key);
+    let (local, total) = (
+        held["content"]["local_blocks"].as_u64().unwrap(),
+        held["content"]["blocks"].as_u64().unwrap(),
+    );
+    assert!(total > 150, "{held}");
+    assert!(
+        local <= 10,
+        "the gateway fetched {local} of {total} content blocks"
+    );
+}
