@@ -1073,3 +1073,29 @@ fn interop_with_hyperblobs() {
         files.len()
     );
 }
+
+/// `index_blob` collected a plain blob's block range into a `Vec`: an id with a huge
+/// `block_length` aborted the process (a failed allocation). A range past the end of a log this
+/// side writes is corrupt; one that overflows is an error.
+#[test]
+fn index_blob_with_an_impossible_block_range_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = Blobs::new(store(dir.path()).named_log("blobs").unwrap());
+    let id = blobs.put(&pat(100, 0)).unwrap();
+    let mut index = MemoryDedupIndex::new();
+    let huge = BlobId {
+        block_length: 1 << 50,
+        ..id
+    };
+    assert!(matches!(
+        blobs.index_blob(&huge, &mut index),
+        Err(Error::Corrupt(_))
+    ));
+    let overflow = BlobId {
+        block_offset: u64::MAX - 1,
+        block_length: 5,
+        ..id
+    };
+    assert!(blobs.index_blob(&overflow, &mut index).is_err());
+    blobs.index_blob(&id, &mut index).unwrap();
+}

@@ -218,9 +218,19 @@ impl Blobs {
     /// stored here are skipped.
     pub fn index_blob(&self, id: &BlobId, index: &mut dyn DedupIndex) -> Result<()> {
         let log = self.log.key();
-        let blocks: Vec<u64> = match self.block_map(id)? {
-            Some(map) => map.blocks.iter().map(|r| r.index).collect(),
-            None => (id.block_offset..checked_block_end(id)?).collect(),
+        let blocks: Box<dyn Iterator<Item = u64>> = match self.block_map(id)? {
+            Some(map) => Box::new(map.blocks.into_iter().map(|r| r.index)),
+            None => {
+                let end = checked_block_end(id)?;
+                let length = self.log.length();
+                if end > length && self.log.writable() {
+                    return Err(Error::Corrupt(format!(
+                        "blob {id} runs past the end of its log ({length} blocks)"
+                    )));
+                }
+                // on a replica, blocks past the length it knows have no node here: skipped
+                Box::new(id.block_offset..end.min(length))
+            }
         };
         for i in blocks {
             let Some(node) = self.log.node(i.saturating_mul(2))? else {

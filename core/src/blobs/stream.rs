@@ -700,8 +700,25 @@ impl BlobReader {
             let guess = lo + (((pos - lo_byte) as u128 * (hi - lo) as u128) / span) as u64;
             let guess = guess.clamp(lo, hi - 1);
             let block = self.log.get(guess)?;
-            let start = self.log.byte_offset(guess)? - byte_offset;
+            // the block's place in the blob: it must lie inside the id's byte range
+            let start = self
+                .log
+                .byte_offset(guess)?
+                .checked_sub(byte_offset)
+                .filter(|&s| s <= self.size)
+                .ok_or_else(|| {
+                    Error::Corrupt(format!(
+                        "log block {guess} lies outside the bytes of its blob (byte offset \
+                         {byte_offset}, {} bytes)",
+                        self.size
+                    ))
+                })?;
             let stop = start + block.len() as u64;
+            if stop > self.size {
+                return Err(Error::Corrupt(format!(
+                    "log block {guess} runs past the end of its blob"
+                )));
+            }
             if pos < start {
                 (hi, hi_byte) = (guess, start);
             } else if pos >= stop {
@@ -751,7 +768,7 @@ impl BlobReader {
                         }
                     }
                 };
-                if start + data.len() as u64 > self.size {
+                if start.saturating_add(data.len() as u64) > self.size {
                     return Err(Error::Corrupt(format!(
                         "log block {slot} runs past the end of its blob"
                     )));
@@ -797,7 +814,20 @@ impl BlobReader {
                 }
                 _ => {
                     self.streak = 0;
-                    self.locate(self.pos)?
+                    let (slot, start) = self.locate(self.pos)?;
+                    self.load(slot, start)?;
+                    // the block located must hold `pos` (or end at it, when reading on from
+                    // there moves forward): otherwise locating again would give it again
+                    let c = self.current.as_ref().expect("just loaded");
+                    let end = c.start.saturating_add(c.data.len() as u64);
+                    if !(c.start <= self.pos && self.pos <= end) {
+                        return Err(Error::Corrupt(format!(
+                            "blob byte {} is not in log block {slot}, where the blob's blocks \
+                             place it",
+                            self.pos
+                        )));
+                    }
+                    continue;
                 }
             };
             self.load(slot, start)?;

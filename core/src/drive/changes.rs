@@ -7,6 +7,9 @@ use super::{Drive, folder_range, path};
 use crate::bee::{ChangeKind as BeeKind, HistoryOptions};
 use crate::error::{Error, Result};
 
+/// Log indexes of a blob's blocks, in order.
+type BlockIndexes = Box<dyn Iterator<Item = u64>>;
+
 /// Whether a change wrote or removed a name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChangeKind {
@@ -252,9 +255,7 @@ impl Drive {
         if sx != sy {
             return Ok(false);
         }
-        if let (Some(hx), Some(hy)) = (self.block_hashes(x)?, other.block_hashes(y)?)
-            && hx == hy
-        {
+        if self.same_block_hashes(x, other, y)? {
             return Ok(true);
         }
         // cut differently (or hashes not local): compare the bytes, a block at a time
@@ -270,20 +271,57 @@ impl Drive {
         Ok(true)
     }
 
-    /// The leaf hashes of a blob's data blocks, from the tree (no block is read), if local.
-    fn block_hashes(&self, id: &crate::blobs::BlobId) -> Result<Option<Vec<[u8; 32]>>> {
-        let log = self.blobs.log();
-        let blocks: Vec<u64> = match self.blobs.block_map(id)? {
-            Some(map) => map.blocks.iter().map(|r| r.index).collect(),
-            None => (id.block_offset..id.block_offset + id.block_length).collect(),
+    /// True when both blobs' data blocks have the same leaf hashes, in order, all from the
+    /// trees (no block is read). False when they differ, or when a hash is not local.
+    fn same_block_hashes(
+        &self,
+        x: &crate::blobs::BlobId,
+        other: &Drive,
+        y: &crate::blobs::BlobId,
+    ) -> Result<bool> {
+        let (Some((nx, bx)), Some((ny, by))) = (self.data_blocks(x)?, other.data_blocks(y)?) else {
+            return Ok(false);
         };
-        let mut out = Vec::with_capacity(blocks.len());
-        for i in blocks {
-            match log.node(2 * i)? {
-                Some(n) => out.push(n.hash),
-                None => return Ok(None),
+        if nx != ny {
+            return Ok(false);
+        }
+        let (lx, ly) = (self.blobs.log(), other.blobs.log());
+        for (i, j) in bx.zip(by) {
+            let (Some(i), Some(j)) = (i.checked_mul(2), j.checked_mul(2)) else {
+                return Ok(false);
+            };
+            match (lx.node(i)?, ly.node(j)?) {
+                (Some(a), Some(b)) if a.hash == b.hash => {}
+                _ => return Ok(false),
             }
         }
-        Ok(Some(out))
+        Ok(true)
+    }
+
+    /// How many data blocks a blob has and their log indexes, in order (a block map is read);
+    /// `None` when its blocks run past the length a replica knows (they are not all local). A block
+    /// range that overflows, or that runs past the end of a log this side writes, is an error.
+    fn data_blocks(&self, id: &crate::blobs::BlobId) -> Result<Option<(u64, BlockIndexes)>> {
+        Ok(match self.blobs.block_map(id)? {
+            Some(map) => {
+                let blocks: Vec<u64> = map.blocks.iter().map(|r| r.index).collect();
+                Some((blocks.len() as u64, Box::new(blocks.into_iter())))
+            }
+            None => {
+                let log = self.blobs.log();
+                let end = crate::blobs::checked_block_end(id)?;
+                if end <= log.length() {
+                    Some((id.block_length, Box::new(id.block_offset..end)))
+                } else if log.writable() {
+                    // this side wrote the log: its length is all there is
+                    return Err(Error::Corrupt(format!(
+                        "blob {id} runs past the end of its log ({} blocks)",
+                        log.length()
+                    )));
+                } else {
+                    None // a replica may not know the newest length yet
+                }
+            }
+        })
     }
 }

@@ -35,9 +35,10 @@ pub fn path_of(key: &[u8]) -> Option<&str> {
 }
 
 impl Entry {
-    /// True for a symlink.
+    /// True for a symlink: an entry with a non-empty `linkname` (the reference follows only
+    /// those; an empty target is no link).
     pub fn is_symlink(&self) -> bool {
-        self.linkname.is_some()
+        self.linkname.as_deref().is_some_and(|l| !l.is_empty())
     }
 
     /// The file's size in bytes as the entry records it (0 for a symlink), or `None` for a

@@ -63,59 +63,75 @@ impl Drive {
     /// made on another fork of the log (before a truncation) is dropped and made again. Returns
     /// how many blocks of the metadata log the index covers now (1: none, the header block).
     pub(crate) fn index_catch_up(&self) -> Result<u64> {
-        let log = self.db.log();
-        let fork = log.fork();
-        let end = log.contiguous_length().min(log.length());
         let dk = self.discovery_key();
         let st = self.store.storage();
-        let progress = {
-            let txn = st.read()?;
-            st.index_get(&txn, &progress_key(&dk))?
-                .and_then(|v| progress_value(&v))
-        };
-        let stale = progress.is_some_and(|(n, f)| f != fork || n > log.length());
-        let upto = match progress {
-            Some((n, _)) if !stale => n,
-            _ => 1,
-        };
-        if end <= upto && !stale {
-            return Ok(upto);
-        }
-        let head = self
-            .db
-            .checkout(end)
-            .or_else(|_| Ok::<_, Error>(self.db.snapshot()))?;
-        let changes = head.history(HistoryOptions {
-            gte: Some(upto as i64),
-            lt: Some(end as i64),
-            ..Default::default()
-        })?;
-        let mut txn = st.write()?;
-        if stale {
-            delete_name_indexes(st, &mut txn, &dk)?;
-        }
-        let mut done = upto;
-        for change in changes {
-            let c = change?;
-            done = c.seq + 1;
-            let Some(p) = entry::path_of(&c.key) else {
-                continue;
+        loop {
+            let log = self.db.log();
+            let fork = log.fork();
+            let end = log.contiguous_length().min(log.length());
+            let progress = {
+                let txn = st.read()?;
+                st.index_get(&txn, &progress_key(&dk))?
+                    .and_then(|v| progress_value(&v))
             };
-            let version = c.seq + 1;
-            let kind = u8::from(c.kind == ChangeKind::Put);
-            let mut v = version.to_be_bytes().to_vec();
-            v.push(kind);
-            st.index_put(&mut txn, &name_key(b"dn", &dk, p), &v)?;
-            let mut hk = name_key(b"dh", &dk, p);
-            hk.extend_from_slice(&version.to_be_bytes());
-            st.index_put(&mut txn, &hk, &[kind])?;
+            let stale = progress.is_some_and(|(n, f)| f != fork || n > log.length());
+            let upto = match progress {
+                Some((n, _)) if !stale => n,
+                _ => 1,
+            };
+            if end <= upto && !stale {
+                return Ok(upto);
+            }
+            let head = self
+                .db
+                .checkout(end)
+                .or_else(|_| Ok::<_, Error>(self.db.snapshot()))?;
+            let changes = head.history(HistoryOptions {
+                gte: Some(upto as i64),
+                lt: Some(end as i64),
+                ..Default::default()
+            })?;
+            #[cfg(test)]
+            if let Some(hook) = tests::BEFORE_WRITE.with(|h| h.borrow_mut().take()) {
+                hook();
+            }
+            let mut txn = st.write()?;
+            // Another catch-up may have committed since `progress` was read (LMDB has one
+            // writer, so this read is the last word): writing now could put older records back
+            // and lower the progress. Start over from what it left.
+            let now = st
+                .index_get(&txn, &progress_key(&dk))?
+                .and_then(|v| progress_value(&v));
+            if now != progress {
+                drop(txn);
+                continue;
+            }
+            if stale {
+                delete_name_indexes(st, &mut txn, &dk)?;
+            }
+            let mut done = upto;
+            for change in changes {
+                let c = change?;
+                done = c.seq + 1;
+                let Some(p) = entry::path_of(&c.key) else {
+                    continue;
+                };
+                let version = c.seq + 1;
+                let kind = u8::from(c.kind == ChangeKind::Put);
+                let mut v = version.to_be_bytes().to_vec();
+                v.push(kind);
+                st.index_put(&mut txn, &name_key(b"dn", &dk, p), &v)?;
+                let mut hk = name_key(b"dh", &dk, p);
+                hk.extend_from_slice(&version.to_be_bytes());
+                st.index_put(&mut txn, &hk, &[kind])?;
+            }
+            let done = done.max(end.min(self.db.log().length()));
+            let mut progress = done.to_be_bytes().to_vec();
+            progress.extend_from_slice(&fork.to_be_bytes());
+            st.index_put(&mut txn, &progress_key(&dk), &progress)?;
+            txn.commit()?;
+            return Ok(done);
         }
-        let done = done.max(end.min(self.db.log().length()));
-        let mut progress = done.to_be_bytes().to_vec();
-        progress.extend_from_slice(&fork.to_be_bytes());
-        st.index_put(&mut txn, &progress_key(&dk), &progress)?;
-        txn.commit()?;
-        Ok(done)
     }
 
     /// The entry of `path` through the index: `None` when the index does not cover this
@@ -170,7 +186,9 @@ impl Drive {
         for (k, v) in rows {
             let changed = u64_at(&k, prefix.len())
                 .ok_or_else(|| Error::Corrupt(format!("a history index key of {path}")))?;
-            if changed > version {
+            // past `upto` the walk below gives the changes (another catch-up may have indexed
+            // more since this one returned)
+            if changed > version.min(upto) {
                 break;
             }
             let entry = match v.first() {
@@ -321,5 +339,69 @@ impl DedupIndex for SharedDedup {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(hash, entry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::sync::mpsc;
+
+    use super::*;
+
+    thread_local! {
+        /// Runs once, in this thread's next catch-up, between reading the progress and opening
+        /// the write transaction: a test interleaves two catch-ups with it.
+        pub(super) static BEFORE_WRITE: RefCell<Option<Box<dyn FnOnce()>>> =
+            const { RefCell::new(None) };
+    }
+
+    /// Two catch-ups at once: B read the progress and the log's length, then A (which saw a
+    /// longer log) committed first. B used to write the older records and the lower progress
+    /// anyway, so that a lookup trusting A's progress read an older entry.
+    #[test]
+    fn a_catch_up_that_read_an_older_progress_does_not_undo_a_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let drive = Drive::create(&store).unwrap();
+        drive.put("/x", b"1").unwrap();
+        assert_eq!(drive.get("/x").unwrap().unwrap(), b"1");
+        drive.put("/x", b"2").unwrap();
+        let (at_write, wait_b) = mpsc::channel();
+        let (go, wait_go) = mpsc::channel::<()>();
+        let b = {
+            let drive = drive.clone();
+            std::thread::spawn(move || {
+                BEFORE_WRITE.with(|h| {
+                    *h.borrow_mut() = Some(Box::new(move || {
+                        at_write.send(()).unwrap();
+                        wait_go.recv().unwrap();
+                    }))
+                });
+                drive.index_catch_up()
+            })
+        };
+        wait_b.recv().unwrap(); // B has read the progress, and the log up to "2"
+        drive.put("/x", b"3").unwrap();
+        let version = drive.version();
+        assert_eq!(drive.index_catch_up().unwrap(), version); // A, to "3"
+        go.send(()).unwrap();
+        assert_eq!(b.join().unwrap().unwrap(), version, "what the index covers");
+        let st = store.storage();
+        let txn = st.read().unwrap();
+        let dk = drive.discovery_key();
+        let progress = st.index_get(&txn, &progress_key(&dk)).unwrap().unwrap();
+        assert_eq!(progress_value(&progress).unwrap().0, version);
+        let record = st
+            .index_get(&txn, &name_key(b"dn", &dk, "/x"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            u64_at(&record, 0),
+            Some(version),
+            "the name record of \"3\""
+        );
+        drop(txn);
+        assert_eq!(drive.get("/x").unwrap().unwrap(), b"3");
     }
 }

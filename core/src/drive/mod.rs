@@ -372,9 +372,10 @@ impl Drive {
         for _ in 0..16 {
             match self.entry(&p)? {
                 None => return Ok(None),
+                // as the reference, an empty target is no link (`!node.value.linkname`)
                 Some(e) => match &e.linkname {
-                    Some(target) => p = path::resolve_link(&p, target)?,
-                    None => return Ok(Some((p, e))),
+                    Some(target) if !target.is_empty() => p = path::resolve_link(&p, target)?,
+                    _ => return Ok(Some((p, e))),
                 },
             }
         }
@@ -518,8 +519,8 @@ impl Drive {
             entries
                 .iter()
                 .filter_map(|(_, e)| e.blob.as_ref().filter(|b| b.block_map))
-                .map(|b| (b.block_offset, b.block_offset + b.block_length))
-                .collect(),
+                .map(|b| Ok((b.block_offset, crate::blobs::checked_block_end(b)?)))
+                .collect::<Result<_>>()?,
         );
         let mut maps_fetched = 0;
         for &(a, b) in &maps {
@@ -748,8 +749,10 @@ impl FileWriter {
             self.buf.extend_from_slice(data);
             return Ok(());
         }
+        // the writer first: if it cannot be had, the buffered bytes stay for a retry
+        self.state()?;
         let buf = std::mem::take(&mut self.buf);
-        let st = self.state()?;
+        let st = self.inner.as_mut().expect("state() made it");
         st.writer.write_blob(&buf)?;
         // a large write goes to the blob writer as it is (no copy through `buf`)
         st.writer.write_blob(data)
