@@ -46,7 +46,12 @@ fn write_tree(
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        if let Some(link) = &e.linkname {
+        if e.blob.is_none() && !e.is_symlink() {
+            // an entry with neither content nor a link target (the reference reads it as no file)
+            eprintln!("dat: skipping {name}: its entry has no content and no link target");
+            continue;
+        }
+        if let Some(link) = e.linkname.as_deref().filter(|_| e.is_symlink()) {
             let _ = std::fs::remove_file(&target);
             #[cfg(unix)]
             std::os::unix::fs::symlink(link, &target)?;
@@ -189,7 +194,7 @@ pub fn ls(
     for (name, e) in drive.list(folder, true)? {
         if json_out {
             print_json(json!({"path": name, "entry": entry_json(&drive, &e)?}));
-        } else if let Some(l) = &e.linkname {
+        } else if let Some(l) = e.linkname.as_deref().filter(|_| e.is_symlink()) {
             outln!("{name} -> {l}");
         } else {
             outln!(
