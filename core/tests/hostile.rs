@@ -618,3 +618,77 @@ fn a_quiet_connection_sends_keep_alives_and_drops_the_peers() {
         evil.pump(&mut h).unwrap();
     }
 }
+
+/// Wants go out as the reference takes them: 2^21-aligned segments of 2^21 blocks (a longer
+/// want is ignored by it), the whole log's as far as a length is known and more as a longer log
+/// is claimed, a sparse range split the same way, and no more than 512 segments per peer (the
+/// reference's cap), whatever length a peer claims.
+#[test]
+fn wants_go_out_as_aligned_segments_of_at_most_2_pow_21_blocks() {
+    const SEG: u64 = 1 << 21;
+    let (wd, rd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (_ws, wlog) = writer(wd.path(), 5);
+    let rs = Store::open(rd.path()).unwrap();
+    let rlog = rs.open_log(&wlog.key(), None).unwrap();
+    let mut r = honest(&rs, &rlog, ConnectionOptions::default());
+    let mut evil = Evil::new();
+    evil.pump(&mut r).unwrap();
+    evil.open(&wlog.key(), true);
+    evil.pump(&mut r).unwrap();
+    let wants = |evil: &mut Evil| -> Vec<(u64, u64)> {
+        let w = evil
+            .received
+            .iter()
+            .filter_map(|m| match m {
+                Message::Want(w) => Some((w.start, w.length)),
+                _ => None,
+            })
+            .collect();
+        evil.received.clear();
+        w
+    };
+    assert_eq!(
+        wants(&mut evil),
+        vec![(0, SEG)],
+        "the whole log, as far as known"
+    );
+    let sync = |length| {
+        Message::Sync(Sync {
+            fork: 0,
+            length,
+            remote_length: 0,
+            can_upgrade: true,
+            uploading: true,
+            downloading: true,
+            has_manifest: true,
+            allow_push: false,
+        })
+    };
+    evil.send(&sync(5_000_000));
+    evil.pump(&mut r).unwrap();
+    assert_eq!(
+        wants(&mut evil),
+        vec![(SEG, SEG), (2 * SEG, SEG)],
+        "more of the whole log as the peer's length reveals it"
+    );
+    let range = rlog.prioritize(dat_core::scheduler::Prioritize::range(
+        20_000_000, 25_000_000,
+    ));
+    r.poll_scheduler().unwrap();
+    evil.pump(&mut r).unwrap();
+    assert_eq!(
+        wants(&mut evil),
+        vec![(9 * SEG, SEG), (10 * SEG, SEG), (11 * SEG, SEG)],
+        "a range, split into the segments that hold it"
+    );
+    // a peer claiming a huge log gets at most 512 segment wants in all
+    evil.send(&sync(u64::MAX / 2));
+    evil.pump(&mut r).unwrap();
+    let more = wants(&mut evil);
+    assert_eq!(more.len(), 512 - 6, "512 segments per peer at most");
+    let mut starts: Vec<u64> = more.iter().map(|w| w.0).collect();
+    starts.dedup();
+    assert_eq!(starts.len(), more.len(), "no segment twice");
+    assert!(more.iter().all(|&(s, l)| l == SEG && s % SEG == 0));
+    drop(range);
+}

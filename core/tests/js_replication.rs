@@ -152,6 +152,36 @@ async fn js_writer_to_libdat_reader_two_logs_and_live_append() {
     js.finish();
 }
 
+/// A whole-log (non-sparse) libdat reader hears of the blocks a JS peer holds past a hole: its
+/// wants go out as the 2^21-block segments the reference accepts (a longer want is ignored by
+/// it, and a JS peer then announces only its contiguous prefix, here nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_sparse_reader_gets_the_blocks_of_a_js_peer_with_a_hole() {
+    let Some(mut js) = JsPeer::spawn(&["writer", "--seed", "11", "--blocks", "100"]) else {
+        return;
+    };
+    let hello = js.line().await;
+    let r = js.command("clear 0 0 1").await;
+    assert_eq!(r["contiguous"], 0, "the JS writer lost block 0");
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let log = store.open_log(&key(&hello["keys"][0]), None).unwrap();
+    let addr = format!("127.0.0.1:{}", hello["port"]);
+    let conn = driver::connect(&store, &addr, ConnectionOptions::default())
+        .await
+        .unwrap();
+    until(&log, |l| {
+        l.length() == 100 && l.has_count(1, 100).unwrap_or(0) == 99
+    })
+    .await;
+    for i in 1..100 {
+        assert_eq!(log.get(i).unwrap(), js_block(11, i), "block {i}");
+    }
+    assert!(!log.has(0).unwrap(), "nobody has block 0");
+    conn.close().await.unwrap();
+    js.finish();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_libdat_reader_follows_a_js_writer_that_truncates_onto_a_new_fork() {
     let Some(mut js) = JsPeer::spawn(&["writer", "--seed", "9", "--blocks", "120"]) else {

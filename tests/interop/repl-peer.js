@@ -10,6 +10,7 @@
 //
 // Then, on stdin (one command per line, each answered with one JSON line on stdout):
 //   append LOG TEXT        (writer) append TEXT to log LOG
+//   clear LOG START END    (writer) clear blocks START..END of log LOG (a hole in what it serves)
 //   wait LOG LENGTH        (reader) wait until log LOG has LENGTH blocks, print the last block
 //   exit
 'use strict'
@@ -70,6 +71,11 @@ async function writer () {
       const core = cores[Number(a)]
       await core.append(b4a.from(rest.join(' ')))
       return { length: core.length }
+    }
+    if (cmd === 'clear') {
+      const core = cores[Number(a)]
+      await core.clear(Number(rest[0]), Number(rest[1]))
+      return { length: core.length, contiguous: core.contiguousLength }
     }
     if (cmd === 'truncate') {
       // truncate <core> <length> <word>...: a new fork, then one new block per word

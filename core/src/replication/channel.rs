@@ -32,6 +32,15 @@ const STALL_AFTER: std::time::Duration = std::time::Duration::from_secs(3);
 /// Cancelled requests remembered (answers to older ones are treated as unknown).
 const MAX_CANCELLED: usize = 4096;
 
+/// Wants go out as aligned segments of this many blocks: the reference accepts a non-`any`
+/// want only when its length is a power of two of at most 2^21 blocks and its start a multiple
+/// of it (`RemoteWants.add` ignores longer ones, and then tells nothing of the range).
+const WANT_SEGMENT_BITS: u32 = 21;
+
+/// Segment wants sent per peer at most (the reference holds 512, then takes the peer to want
+/// everything).
+const MAX_WANT_SEGMENTS: usize = 512;
+
 /// Most separate ranges kept per set (bounds memory and time against hostile availability claims).
 const MAX_RANGES: usize = 4096;
 
@@ -129,6 +138,11 @@ pub(crate) struct Channel {
     /// When data last arrived, and when the scheduler was last re-told about this peer.
     last_arrival: std::time::Instant,
     last_kick: std::time::Instant,
+    /// The start of an open-ended want (the whole log): its segments go out as far as this
+    /// side's or the peer's length reaches.
+    want_open: Option<u64>,
+    /// The want segments sent to this peer (segment index), at most [`MAX_WANT_SEGMENTS`].
+    wants_sent: std::collections::HashSet<u64>,
 }
 
 /// Messages a channel wants sent.
@@ -158,7 +172,37 @@ impl Channel {
             pending_data: Vec::new(),
             last_arrival: std::time::Instant::now(),
             last_kick: std::time::Instant::now(),
+            want_open: None,
+            wants_sent: std::collections::HashSet::new(),
         }
+    }
+
+    /// Sends `want`s for the segments that hold blocks `[start, end)` and were not sent yet.
+    fn want_segments(&mut self, start: u64, end: u64, out: &mut Outbox) {
+        if start >= end {
+            return;
+        }
+        let (first, last) = (start >> WANT_SEGMENT_BITS, (end - 1) >> WANT_SEGMENT_BITS);
+        for k in first..=last {
+            if self.wants_sent.len() >= MAX_WANT_SEGMENTS {
+                return;
+            }
+            if self.wants_sent.insert(k) {
+                out.push(Message::Want(Want {
+                    start: k << WANT_SEGMENT_BITS,
+                    length: 1 << WANT_SEGMENT_BITS,
+                    ..Default::default()
+                }));
+            }
+        }
+    }
+
+    /// Sends the segments of the open-ended want up to the longer of this side's and the
+    /// peer's length (at least the segment where it starts).
+    fn extend_open_want(&mut self, out: &mut Outbox) {
+        let Some(start) = self.want_open else { return };
+        let known = self.log.length().max(self.remote.map_or(0, |r| r.length));
+        self.want_segments(start, known.max(start.saturating_add(1)), out);
     }
 
     /// A watchdog against a stalled exchange: when nothing arrived from this peer for
@@ -188,6 +232,8 @@ impl Channel {
             }
         }
         self.wire_ids.clear();
+        // the peer's wants are sent again with the re-registration
+        self.wants_sent.clear();
         self.replicator.remove_peer(self.peer);
         self.replicator.add_peer(self.peer, self.wake.clone());
         for &(a, b) in &self.remote_has.0 {
@@ -251,6 +297,7 @@ impl Channel {
             self.send_sync(out);
             self.announce_range(out);
         }
+        self.extend_open_want(out);
         self.schedule(out);
     }
 
@@ -357,15 +404,13 @@ impl Channel {
                             out.push(Message::Cancel(Cancel { request: id }));
                         }
                     }
-                    PeerCommand::Want { start, end } => {
-                        // an open end is sent as a bound JS numbers hold exactly
-                        let length = end.saturating_sub(start).min(1 << 48);
-                        out.push(Message::Want(Want {
-                            start,
-                            length,
-                            ..Default::default()
-                        }));
+                    PeerCommand::Want { start, end } if end == u64::MAX => {
+                        // the whole log from `start`: as far as a length is known, and further
+                        // as the log grows
+                        self.want_open = Some(self.want_open.map_or(start, |s| s.min(start)));
+                        self.extend_open_want(out);
                     }
+                    PeerCommand::Want { start, end } => self.want_segments(start, end, out),
                 }
             }
             for block in failed {
@@ -395,6 +440,7 @@ impl Channel {
                 {
                     self.send_sync(out);
                 }
+                self.extend_open_want(out);
                 self.schedule(out);
             }
             Message::Request(r) => uploaded = self.serve(r, limits, out)?,

@@ -99,12 +99,22 @@ impl Scheduler {
             .max(1);
         let length = self.length;
         let mut grown = Vec::new();
-        for r in self.ranges.values_mut() {
+        let handles: Vec<u64> = self.ranges.keys().copied().collect();
+        for h in handles {
+            let Some(r) = self.ranges.get(&h) else {
+                continue;
+            };
             if r.order != Order::Linear || r.done {
                 continue;
             }
-            r.first_missing = self.have.next_unset(r.first_missing.max(r.start));
-            let edge = r.eff_end(length).min(r.first_missing.saturating_add(w));
+            let fm = self.have.next_unset(r.first_missing.max(r.start));
+            // measured from the first missing block a peer has, as `pick_in_range` picks
+            let anchor = self.first_available(fm, r.eff_end(length));
+            let Some(r) = self.ranges.get_mut(&h) else {
+                continue;
+            };
+            r.first_missing = fm;
+            let edge = r.eff_end(length).min(anchor.saturating_add(w));
             if edge > r.window_end {
                 grown.push((r.window_end, edge));
                 r.window_end = edge;
@@ -268,6 +278,9 @@ impl Scheduler {
         }
         match order {
             Order::Linear => {
+                // the window starts at the first missing block some peer has: a hole no peer
+                // can fill (a block every peer cleared) must not hold the window shut
+                let fm = self.first_available(fm, eff_end);
                 let hi = eff_end.min(fm.saturating_add(self.pass_window));
                 if self.is_slow(pid) {
                     // Far end only, and only blocks the faster peers would not reach before
@@ -480,6 +493,34 @@ impl Scheduler {
                 _ => return None,
             }
         }
+    }
+
+    /// The first block in `[from, to)` not local that some peer has (`from` when none is found
+    /// within a bounded scan): a linear window starts there, not at a hole no peer can fill.
+    pub(crate) fn first_available(&self, from: u64, to: u64) -> u64 {
+        let mut best = to;
+        for p in self.peers.values() {
+            let mut i = from;
+            for _ in 0..64 {
+                i = self.have.next_unset(i);
+                if i >= best {
+                    break;
+                }
+                if p.has(i) {
+                    best = i;
+                    break;
+                }
+                if i < p.contig || p.bits.get(i) {
+                    i += 1;
+                    continue;
+                }
+                match p.bits.next_set(i) {
+                    Some(j) if j < best => i = j,
+                    _ => break,
+                }
+            }
+        }
+        if best >= to { from } else { best }
     }
 
     /// The highest block in `[from, to)` not local, not in flight, that `pid` may be given.
