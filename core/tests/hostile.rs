@@ -692,3 +692,112 @@ fn wants_go_out_as_aligned_segments_of_at_most_2_pow_21_blocks() {
     assert!(more.iter().all(|&(s, l)| l == SEG && s % SEG == 0));
     drop(range);
 }
+
+/// A peer that sends requests and never reads its answers cannot make this side hold them in
+/// memory: once 16 MiB of answers wait unwritten, its requests are queued (not served) while
+/// every other message is still handled; when the peer reads again, the queued requests are
+/// answered, in the order they came.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_never_reads_is_not_served_past_a_bound_of_unwritten_answers() {
+    use dat_core::replication::ConnectionEvent;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const BLOCK: usize = 64 * 1024;
+    const REQUESTS: u64 = 1000; // 64 MiB of answers
+    let wd = tempfile::tempdir().unwrap();
+    let store = Store::open(wd.path()).unwrap();
+    let log = store.create_log(LogOptions::default()).unwrap();
+    let blocks: Vec<Vec<u8>> = (0..64).map(|i| vec![i as u8; BLOCK]).collect();
+    log.append_batch(&blocks).unwrap();
+    // a second log: its channel's pairing marks where the honest side has read to
+    let marker = store.create_log(LogOptions::default()).unwrap();
+    marker.append(b"marker").unwrap();
+    let (ours, mut theirs) = tokio::io::duplex(64 * 1024);
+    let conn = Connection::new(
+        store.clone(),
+        false,
+        &KeyPair::generate(),
+        ConnectionOptions::default(),
+    )
+    .unwrap();
+    let handle = dat_core::replication::driver::spawn(
+        conn,
+        ours,
+        vec![(log.clone(), false), (marker.clone(), false)],
+    );
+    let mut events = handle.subscribe();
+    let mut evil = Evil::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    while !evil.t.is_established() {
+        let out = evil.t.take_output();
+        if !out.is_empty() {
+            theirs.write_all(&out).await.unwrap();
+        }
+        let n = theirs.read(&mut buf).await.unwrap();
+        evil.t.receive(&buf[..n]).unwrap();
+    }
+    let out = evil.t.take_output();
+    theirs.write_all(&out).await.unwrap();
+    evil.open(&log.key(), true);
+    for id in 1..=REQUESTS {
+        evil.send(&Message::Request(Request {
+            id,
+            fork: 0,
+            block: Some(RequestBlock {
+                index: id % 64,
+                nodes: 0,
+            }),
+            ..Default::default()
+        }));
+    }
+    evil.open(&marker.key(), true);
+    while let Some(f) = evil.mux.next_frame() {
+        evil.t.send(&f).unwrap();
+    }
+    let out = evil.t.take_output();
+    theirs.write_all(&out).await.unwrap();
+    // every request was read before the marker's channel paired; count what was served by then
+    let (dk, marker_dk) = (log.discovery_key(), marker.discovery_key());
+    let mut served = 0u64;
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match events.recv().await {
+                Ok(ConnectionEvent::Upload { discovery_key, .. }) if discovery_key == dk => {
+                    served += 1
+                }
+                Ok(ConnectionEvent::PeerAdd { discovery_key }) if discovery_key == marker_dk => {
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => panic!("events: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("the honest side read on while the peer did not");
+    let bound = (16 << 20) / BLOCK as u64 + 64;
+    assert!(
+        served > 0 && served <= bound,
+        "{served} of {REQUESTS} requests served to a peer that reads nothing (at most {bound})"
+    );
+    // the peer reads again: every request is answered, in order
+    evil.received.clear();
+    let mut answered = Vec::new();
+    tokio::time::timeout(Duration::from_secs(120), async {
+        while (answered.len() as u64) < REQUESTS {
+            let n = theirs.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the honest side closed");
+            evil.take_replies(&buf[..n]);
+            for m in evil.received.drain(..) {
+                if let Message::Data(d) = m {
+                    answered.push(d.request);
+                }
+            }
+        }
+    })
+    .await
+    .expect("the queued requests were answered once the peer read");
+    assert_eq!(answered, (1..=REQUESTS).collect::<Vec<_>>());
+    drop(theirs);
+    let _ = handle.join().await;
+}

@@ -151,7 +151,15 @@ pub struct Connection {
     started: std::time::Instant,
     /// Notified when a scheduler has requests for this connection's peers.
     wake: Arc<Notify>,
+    /// The peer's requests are not served for now (its answers wait unwritten): they queue in
+    /// `deferred` (see [`Connection::set_output_blocked`]).
+    output_blocked: bool,
+    /// The peer's requests received while serving was paused, in arrival order.
+    deferred: VecDeque<(ChannelId, messages::Request)>,
 }
+
+/// Requests queued while serving is paused before [`Connection::wants_input`] turns false.
+pub const MAX_DEFERRED_REQUESTS: usize = 1 << 18;
 
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -184,6 +192,8 @@ impl Connection {
             connected: false,
             started: std::time::Instant::now(),
             wake: Arc::new(Notify::new()),
+            output_blocked: false,
+            deferred: VecDeque::new(),
         })
     }
 
@@ -346,13 +356,52 @@ impl Connection {
         Ok(more)
     }
 
-    /// True when received messages wait to be handled ([`Connection::resume`]).
+    /// True when received messages wait to be handled ([`Connection::resume`]): also requests
+    /// queued while serving was paused, once it no longer is.
     pub fn has_pending_input(&self) -> bool {
-        !self.decoded.is_empty() || self.mux.has_events() || self.transport.has_messages()
+        !self.decoded.is_empty()
+            || self.mux.has_events()
+            || self.transport.has_messages()
+            || (!self.output_blocked && !self.deferred.is_empty())
+    }
+
+    /// Pauses (true) or resumes serving the peer's requests. A driver whose writes to the
+    /// peer are not keeping up (the peer does not read) pauses serving: the requests that
+    /// arrive meanwhile are queued, in arrival order, and every other message is handled as
+    /// usual (so this side goes on reading, and two peers that send to each other cannot
+    /// deadlock). Once resumed, [`Connection::has_pending_input`] is true until
+    /// [`Connection::resume`] has served the queue. This is the reference's `drained` check
+    /// (its `Peer.onrequest` queues requests while the stream is not drained).
+    pub fn set_output_blocked(&mut self, blocked: bool) {
+        self.output_blocked = blocked;
+    }
+
+    /// False while more than [`MAX_DEFERRED_REQUESTS`] requests wait for serving to resume: a
+    /// driver then stops reading until its output drains (the queue grows with what the peer
+    /// sends, and this bounds it).
+    pub fn wants_input(&self) -> bool {
+        self.deferred.len() < MAX_DEFERRED_REQUESTS
+    }
+
+    /// Requests queued while serving was paused.
+    pub fn deferred_requests(&self) -> usize {
+        self.deferred.len()
     }
 
     fn receive_frames(&mut self, budget: usize) -> Result<bool> {
         loop {
+            // requests queued while serving was paused come before anything received later
+            while !self.output_blocked
+                && let Some((channel, r)) = self.deferred.pop_front()
+            {
+                // a channel closed meanwhile takes its requests with it
+                if self.channels.contains_key(&channel) {
+                    self.serve_request(channel, r)?;
+                }
+                if self.mux.queued_bytes() >= budget {
+                    return Ok(self.has_pending_input());
+                }
+            }
             // decoded messages came before any queued event
             while let Some((channel, msg)) = self.decoded.pop_front() {
                 self.on_channel_message(channel, msg)?;
@@ -449,6 +498,21 @@ impl Connection {
     }
 
     fn on_channel_message(&mut self, channel: ChannelId, msg: Message) -> Result<()> {
+        if let Message::Request(r) = msg
+            && (self.output_blocked || !self.deferred.is_empty())
+            && self.channels.contains_key(&channel)
+        {
+            self.deferred.push_back((channel, r));
+            return Ok(());
+        }
+        self.handle_channel_message(channel, msg)
+    }
+
+    fn serve_request(&mut self, channel: ChannelId, r: messages::Request) -> Result<()> {
+        self.handle_channel_message(channel, Message::Request(r))
+    }
+
+    fn handle_channel_message(&mut self, channel: ChannelId, msg: Message) -> Result<()> {
         let limits = self.opts.limits;
         let Some(c) = self.channels.get_mut(&channel) else {
             return Err(Error::Protocol("a message on an unknown channel".into()));

@@ -2,10 +2,12 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{Notify, broadcast, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::crypto::{Hash, KeyPair};
@@ -113,14 +115,38 @@ where
 {
     let (mut rd, mut wr) = tokio::io::split(stream);
     // Writes go through their own task so a peer that is slow to read never stops this side
-    // from reading (which could deadlock two peers sending to each other).
+    // from reading (which could deadlock two peers sending to each other). The bytes handed to
+    // it and not yet written are counted: past MAX_UNSENT, the peer's requests wait (see
+    // `Connection::set_output_blocked`), so a peer that asks and never reads cannot make this
+    // side hold its answers in memory.
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
-    let writer = tokio::spawn(async move {
-        while let Some(bytes) = out_rx.recv().await {
-            wr.write_all(&bytes).await?;
+    let unsent = Arc::new(AtomicUsize::new(0));
+    let drained = Arc::new(Notify::new());
+    let writer = {
+        let (unsent, drained) = (unsent.clone(), drained.clone());
+        tokio::spawn(async move {
+            while let Some(bytes) = out_rx.recv().await {
+                let written = wr.write_all(&bytes).await;
+                unsent.fetch_sub(bytes.len(), Ordering::AcqRel);
+                drained.notify_one();
+                written?;
+            }
+            wr.shutdown().await
+        })
+    };
+    // hands the connection's output to the writer and pauses or resumes serving; false once
+    // the writer is gone
+    let send_out = |conn: &mut Connection| -> bool {
+        let out = conn.take_output();
+        if !out.is_empty() {
+            unsent.fetch_add(out.len(), Ordering::AcqRel);
+            if out_tx.send(out).is_err() {
+                return false;
+            }
         }
-        wr.shutdown().await
-    });
+        conn.set_output_blocked(unsent.load(Ordering::Acquire) > MAX_UNSENT);
+        true
+    };
     let (changed_tx, mut changed_rx) = mpsc::unbounded_channel::<Hash>();
     let mut watched = HashSet::new();
     let watch = |log: &Log, watched: &mut HashSet<Hash>| {
@@ -167,8 +193,7 @@ where
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut buf = vec![0u8; 64 * 1024];
     let result: Result<()> = loop {
-        let out = conn.take_output();
-        if !out.is_empty() && out_tx.send(out).is_err() {
+        if !send_out(&mut conn) {
             break Ok(());
         }
         while let Some(ev) = conn.next_event() {
@@ -180,8 +205,12 @@ where
             }
             let _ = events.send(ev);
         }
+        let reading = conn.wants_input();
+        let blocked = unsent.load(Ordering::Acquire) > MAX_UNSENT;
         tokio::select! {
-            n = rd.read(&mut buf) => match n {
+            // the writer made progress: serving may resume (or reading, if it had stopped)
+            () = drained.notified(), if blocked => {}
+            n = rd.read(&mut buf), if reading => match n {
                 Ok(0) => break Ok(()),
                 Ok(n) => {
                     if let Err(e) = conn.receive_bounded(&buf[..n], SERVE_BUDGET) {
@@ -203,6 +232,14 @@ where
                                         failed = Some(e);
                                         break;
                                     }
+                                    // the answers go out as they are made, and count
+                                    if !send_out(&mut conn) {
+                                        eof = true;
+                                        break;
+                                    }
+                                    if !conn.wants_input() {
+                                        break;
+                                    }
                                 }
                                 Err(_) => { eof = true; break }
                             },
@@ -212,8 +249,7 @@ where
                     if let Some(e) = failed {
                         break Err(e);
                     }
-                    let out = conn.take_output();
-                    if !out.is_empty() && out_tx.send(out).is_err() {
+                    if !send_out(&mut conn) {
                         break Ok(());
                     }
                     // Verify and store on a blocking thread while this task goes on reading:
@@ -297,10 +333,7 @@ where
             let _ = tokio::task::spawn_blocking(move || rest.apply()).await;
         }
     }
-    let out = conn.take_output();
-    if !out.is_empty() {
-        let _ = out_tx.send(out);
-    }
+    send_out(&mut conn);
     drop(out_tx);
     let _ = writer.await;
     // the logs still shared are no longer: their `PeerRemove` goes out before the handle ends
@@ -319,6 +352,10 @@ fn start_apply(conn: &mut Connection) -> Option<JoinHandle<(Result<()>, Received
 /// Bytes of replies (blocks served) queued before they are written out and the rest of a read's
 /// requests served.
 const SERVE_BUDGET: usize = 256 << 10;
+
+/// Bytes handed to the writer and not yet written past which the peer's requests wait (a
+/// peer that does not read its answers stops being served, not this side reading).
+const MAX_UNSENT: usize = 16 << 20;
 
 /// Bytes read before the received blocks are stored.
 const MAX_DEFERRED: usize = 8 << 20;

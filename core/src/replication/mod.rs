@@ -10,6 +10,8 @@ mod replicator;
 mod transport;
 
 pub use channel::PeerLimits;
-pub use connection::{Connection, ConnectionEvent, ConnectionOptions, PROTOCOL, Received};
+pub use connection::{
+    Connection, ConnectionEvent, ConnectionOptions, MAX_DEFERRED_REQUESTS, PROTOCOL, Received,
+};
 pub use replicator::{Prioritized, Replicator};
 pub use transport::SecureTransport;
