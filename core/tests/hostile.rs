@@ -801,3 +801,87 @@ async fn a_peer_that_never_reads_is_not_served_past_a_bound_of_unwritten_answers
     drop(theirs);
     let _ = handle.join().await;
 }
+
+/// An answer that crosses its cancel is not a protocol error, also after thousands of cancels
+/// (a JS peer never answers requests it saw cancelled, so they pile up over a long download):
+/// the oldest cancelled requests are forgotten one by one, and an answer to a request this side
+/// no longer knows is ignored, as the reference ignores it.
+#[test]
+fn an_answer_crossing_a_cancel_does_not_drop_an_honest_peer() {
+    use dat_core::scheduler::Prioritize;
+    let (wd, rd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let n = 5000u64;
+    let (_ws, wlog) = writer(wd.path(), n as usize);
+    let rstore = Store::open(rd.path()).unwrap();
+    let rlog = rstore.open_log(&wlog.key(), None).unwrap();
+    let opts = ConnectionOptions {
+        sparse: true,
+        ..ConnectionOptions::default()
+    };
+    let mut reader = Connection::new(rstore.clone(), false, &KeyPair::generate(), opts).unwrap();
+    reader.replicate(&rlog, true).unwrap();
+    let mut evil = Evil::new();
+    evil.pump(&mut reader).unwrap();
+    evil.open(&wlog.key(), true);
+    evil.send(&Message::Sync(Sync {
+        fork: 0,
+        length: n,
+        can_upgrade: true,
+        uploading: true,
+        downloading: true,
+        has_manifest: true,
+        ..Default::default()
+    }));
+    evil.send(&Message::Range(Range {
+        drop: false,
+        start: 0,
+        length: n,
+    }));
+    evil.pump(&mut reader).unwrap();
+    let up = evil
+        .requests()
+        .into_iter()
+        .find(|r| r.upgrade.is_some())
+        .expect("an upgrade request");
+    let mut data = wlog.proof(&up.proof_request()).unwrap();
+    data.request = up.id;
+    data.manifest = wlog.manifest();
+    evil.send(&Message::Data(data));
+    evil.pump(&mut reader).unwrap();
+    assert_eq!(rlog.length(), n);
+    evil.received.clear();
+    // the application reads blocks with a short timeout and gives up on each: get + cancel
+    for i in 0..4200 {
+        let h = rlog.prioritize(Prioritize::get(i));
+        reader.poll_scheduler().unwrap();
+        drop(h);
+        reader.poll_scheduler().unwrap();
+    }
+    evil.pump(&mut reader).unwrap();
+    let reqs: Vec<Request> = evil
+        .requests()
+        .into_iter()
+        .filter(|r| r.block.is_some())
+        .collect();
+    assert!(reqs.len() > 4096, "{} block requests", reqs.len());
+    let cancels = evil
+        .received
+        .iter()
+        .filter(|m| matches!(m, Message::Cancel(_)))
+        .count();
+    assert!(cancels > 4096, "{cancels} cancels");
+    // answers sent before the peer saw the cancels: one to a request this side has forgotten
+    // (the oldest), one to a request it still remembers as cancelled
+    for r in [reqs[0], reqs[4090]] {
+        let mut d = wlog.proof(&r.proof_request()).unwrap();
+        d.request = r.id;
+        evil.send(&Message::Data(d));
+        evil.pump(&mut reader)
+            .expect("an answer that crossed a cancel is not a protocol error");
+    }
+    let first = reqs[0].block.unwrap().index;
+    assert!(
+        !rlog.has(first).unwrap(),
+        "an answer to a forgotten request is not stored"
+    );
+}

@@ -29,7 +29,8 @@ pub(crate) enum Inflight {
 /// How long without any data from a peer before the watchdog re-registers it.
 const STALL_AFTER: std::time::Duration = std::time::Duration::from_secs(3);
 
-/// Cancelled requests remembered (answers to older ones are treated as unknown).
+/// Cancelled requests remembered, the oldest forgotten first (an answer to a forgotten one is
+/// ignored, as an answer to any unknown request is).
 const MAX_CANCELLED: usize = 4096;
 
 /// Wants go out as aligned segments of this many blocks: the reference accepts a non-`any`
@@ -124,7 +125,8 @@ pub(crate) struct Channel {
     inflight: HashMap<u64, Inflight>,
     /// Wire request id of each scheduler request in flight.
     wire_ids: HashMap<RequestId, u64>,
-    cancelled: usize,
+    /// Wire ids of the cancelled requests, oldest first (some may have been answered since).
+    cancelled: std::collections::VecDeque<u64>,
     upgrade_inflight: bool,
     /// The remote's `(fork, length)` claim it refused an upgrade to (noData): not asked again
     /// until it claims something else.
@@ -161,7 +163,7 @@ impl Channel {
             wake,
             inflight: HashMap::new(),
             wire_ids: HashMap::new(),
-            cancelled: 0,
+            cancelled: std::collections::VecDeque::new(),
             upgrade_inflight: false,
             upgrade_refused: None,
             next_id: 1,
@@ -226,10 +228,16 @@ impl Channel {
             return;
         }
         self.last_kick = now;
-        for f in self.inflight.values_mut() {
-            if let Inflight::Block(b, _) = *f {
-                *f = Inflight::Cancelled(b);
-            }
+        let waiting: Vec<(u64, u64)> = self
+            .inflight
+            .iter()
+            .filter_map(|(&id, f)| match *f {
+                Inflight::Block(b, _) => Some((id, b)),
+                _ => None,
+            })
+            .collect();
+        for (id, b) in waiting {
+            self.mark_cancelled(id, b);
         }
         self.wire_ids.clear();
         // the peer's wants are sent again with the re-registration
@@ -240,6 +248,20 @@ impl Channel {
             self.replicator.peer_have(self.peer, a, b);
         }
         self.pump(out);
+    }
+
+    /// Remembers request `id` (for `block`) as cancelled, forgetting the oldest cancelled one
+    /// past [`MAX_CANCELLED`].
+    fn mark_cancelled(&mut self, id: u64, block: u64) {
+        self.inflight.insert(id, Inflight::Cancelled(block));
+        self.cancelled.push_back(id);
+        while self.cancelled.len() > MAX_CANCELLED {
+            if let Some(old) = self.cancelled.pop_front()
+                && matches!(self.inflight.get(&old), Some(Inflight::Cancelled(_)))
+            {
+                self.inflight.remove(&old);
+            }
+        }
     }
 
     fn sync_message(&self) -> Sync {
@@ -394,13 +416,7 @@ impl Channel {
                             continue;
                         };
                         if let Some(Inflight::Block(block, _)) = self.inflight.get(&id).copied() {
-                            self.cancelled += 1;
-                            if self.cancelled > MAX_CANCELLED {
-                                self.inflight
-                                    .retain(|_, f| !matches!(f, Inflight::Cancelled(_)));
-                                self.cancelled = 1;
-                            }
-                            self.inflight.insert(id, Inflight::Cancelled(block));
+                            self.mark_cancelled(id, block);
                             out.push(Message::Cancel(Cancel { request: id }));
                         }
                     }
@@ -453,16 +469,11 @@ impl Channel {
                     Some(Inflight::Block(_, sid)) => {
                         self.wire_ids.remove(&sid);
                     }
-                    Some(Inflight::Cancelled(_)) => {
-                        self.cancelled = self.cancelled.saturating_sub(1)
-                    }
-                    None if d.request != 0 => {
-                        return Err(Error::Protocol(format!(
-                            "data for unknown request {}",
-                            d.request
-                        )));
-                    }
-                    None => return Ok(None), // unsolicited push: not accepted
+                    Some(Inflight::Cancelled(_)) => {}
+                    // an answer to a request this side no longer remembers (one cancelled
+                    // long ago), or an unsolicited push: ignored, as the reference ignores it
+                    // (dropping the peer would punish an answer that crossed a cancel)
+                    None => return Ok(None),
                 }
                 // applied in batches (one commit) by `flush_data`, which reports the arrivals
                 // to the scheduler
@@ -479,10 +490,7 @@ impl Channel {
                         self.remote_has.remove(i, i + 1);
                         self.replicator.request_failed(self.peer, i, true);
                     }
-                    Some(Inflight::Cancelled(_)) => {
-                        self.cancelled = self.cancelled.saturating_sub(1)
-                    }
-                    None => {}
+                    Some(Inflight::Cancelled(_)) | None => {}
                 }
                 self.schedule(out);
             }
