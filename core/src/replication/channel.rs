@@ -67,21 +67,28 @@ impl RangeSet {
         }
     }
 
+    /// Removes `[start, end)`. In place (only the ranges it touches are rewritten), and never
+    /// past [`MAX_RANGES`]: a split that would pass it keeps the longer piece only (believing a
+    /// peer has fewer blocks than it does costs only a block not asked of it).
     pub(crate) fn remove(&mut self, start: u64, end: u64) {
-        let mut out = Vec::with_capacity(self.0.len() + 1);
-        for &(a, b) in &self.0 {
-            if b <= start || a >= end {
-                out.push((a, b));
-                continue;
-            }
-            if a < start {
-                out.push((a, start));
-            }
-            if b > end {
-                out.push((end, b));
-            }
+        if start >= end {
+            return;
         }
-        self.0 = out;
+        // ranges lo..hi overlap [start, end)
+        let lo = self.0.partition_point(|&(_, b)| b <= start);
+        let hi = self.0.partition_point(|&(a, _)| a < end);
+        if lo >= hi {
+            return;
+        }
+        let left = (self.0[lo].0 < start).then(|| (self.0[lo].0, start));
+        let right = (self.0[hi - 1].1 > end).then(|| (end, self.0[hi - 1].1));
+        let pieces: Vec<(u64, u64)> = match (left, right) {
+            (Some(l), Some(r)) if self.0.len() - (hi - lo) + 2 > MAX_RANGES => {
+                vec![if l.1 - l.0 >= r.1 - r.0 { l } else { r }]
+            }
+            (l, r) => l.into_iter().chain(r).collect(),
+        };
+        self.0.splice(lo..hi, pieces);
     }
 
     #[cfg(test)]
@@ -687,5 +694,47 @@ mod tests {
         assert_eq!(r.0, vec![(0, 3), (5, 6), (8, 12)]);
         r.remove(0, 100);
         assert!(r.0.is_empty());
+    }
+
+    /// A peer's `range{drop}` messages that each split a range cannot grow its set past
+    /// MAX_RANGES (insert already kept to it).
+    #[test]
+    fn drops_cannot_grow_a_set_past_its_limit() {
+        let mut r = RangeSet::default();
+        r.insert(0, 1 << 40);
+        for k in 0..(2 * super::MAX_RANGES as u64) {
+            r.remove(2 * k + 1, 2 * k + 2);
+        }
+        assert!(r.0.len() <= super::MAX_RANGES, "{} ranges", r.0.len());
+        assert!(r.contains(1 << 39), "the longer piece of a split is kept");
+    }
+
+    /// Inserts and removes agree with a set of block indexes (below the range limit).
+    #[test]
+    fn range_set_matches_a_model() {
+        let mut r = RangeSet::default();
+        let mut model = std::collections::BTreeSet::new();
+        let mut x = 12345u64;
+        for _ in 0..5000 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let a = (x >> 33) % 200;
+            let b = a + (x >> 20) % 12;
+            if x & 1 == 0 {
+                r.insert(a, b);
+                model.extend(a..b);
+            } else {
+                r.remove(a, b);
+                for i in a..b {
+                    model.remove(&i);
+                }
+            }
+            assert!(r.0.windows(2).all(|w| w[0].1 < w[1].0), "{:?}", r.0);
+            assert!(r.0.iter().all(|&(a, b)| a < b));
+            for i in 0..220 {
+                assert_eq!(r.contains(i), model.contains(&i), "block {i}");
+            }
+        }
     }
 }
