@@ -401,3 +401,73 @@ async fn a_connection_that_ends_reports_peer_remove_for_the_logs_it_shared() {
     assert_eq!(removed(&mut late), (0, vec![dk]), "late subscriber");
     assert_eq!(wlog.replicator().peer_count(), 0);
 }
+
+fn sans_io(store: &Store, log: &Log, initiator: bool) -> Connection {
+    let mut c = Connection::new(
+        store.clone(),
+        initiator,
+        &KeyPair::generate(),
+        ConnectionOptions::default(),
+    )
+    .unwrap();
+    c.replicate(log, false).unwrap();
+    c
+}
+
+/// One round of bytes both ways between two sans-IO connections; true if any moved.
+fn exchange(a: &mut Connection, b: &mut Connection) -> bool {
+    a.poll_scheduler().unwrap();
+    b.poll_scheduler().unwrap();
+    let x = a.take_output();
+    let y = b.take_output();
+    if !x.is_empty() {
+        b.receive(&x).unwrap();
+    }
+    if !y.is_empty() {
+        a.receive(&y).unwrap();
+    }
+    !x.is_empty() || !y.is_empty()
+}
+
+/// A relay announces the blocks it downloads to its other peers (as the reference's onhave →
+/// broadcastRange does): B pairs with C while both are empty, then downloads A's log, and C
+/// gets every block from B without waiting for a watchdog (no `tick` is called here) or for
+/// B's length to change again. B's length changes are reported to its connection to C, as the
+/// driver reports them.
+#[test]
+fn a_relay_announces_the_blocks_it_downloads() {
+    let (ad, bd, cd) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let (astore, alog) = writer_with(ad.path(), 50);
+    let bstore = Store::open(bd.path()).unwrap();
+    let blog = bstore.open_log(&alog.key(), None).unwrap();
+    let cstore = Store::open(cd.path()).unwrap();
+    let clog = cstore.open_log(&alog.key(), None).unwrap();
+    // B and C pair first (both empty)
+    let mut bc_b = sans_io(&bstore, &blog, true);
+    let mut bc_c = sans_io(&cstore, &clog, false);
+    while exchange(&mut bc_b, &mut bc_c) {}
+    // then B meets the writer
+    let mut ab_a = sans_io(&astore, &alog, false);
+    let mut ab_b = sans_io(&bstore, &blog, true);
+    let dk = alog.discovery_key();
+    for _ in 0..10_000 {
+        let moved = exchange(&mut ab_a, &mut ab_b);
+        bc_b.on_log_changed(&dk).unwrap();
+        let moved2 = exchange(&mut bc_b, &mut bc_c);
+        if !moved && !moved2 {
+            break;
+        }
+    }
+    assert_eq!(blog.contiguous_length(), 50, "B has the whole log");
+    assert_eq!(clog.length(), 50, "C learned the length from B");
+    assert_eq!(
+        clog.contiguous_length(),
+        50,
+        "C got every block from B, which announced them"
+    );
+    assert_eq!(clog.tree_hash(None).unwrap(), alog.tree_hash(None).unwrap());
+}

@@ -91,6 +91,12 @@ impl RangeSet {
         self.0.splice(lo..hi, pieces);
     }
 
+    /// True when every block of `[start, end)` is in the set.
+    pub(crate) fn covers(&self, start: u64, end: u64) -> bool {
+        let pos = self.0.partition_point(|&(a, _)| a <= start);
+        pos > 0 && self.0[pos - 1].1 >= end
+    }
+
     #[cfg(test)]
     pub(crate) fn contains(&self, i: u64) -> bool {
         let pos = self.0.partition_point(|&(a, _)| a <= i);
@@ -379,11 +385,13 @@ impl Channel {
         if !self.registered {
             return;
         }
+        // blocks this side downloaded meanwhile, announced together below
+        let mut haves: Vec<(u64, u64)> = Vec::new();
         // a failed request makes the scheduler pick again, possibly this peer: bounded rounds
         for _ in 0..4 {
             let commands = self.replicator.take_commands(self.peer);
             if commands.is_empty() {
-                return;
+                break;
             }
             let mut failed = Vec::new();
             for cmd in commands {
@@ -434,11 +442,39 @@ impl Channel {
                         self.extend_open_want(out);
                     }
                     PeerCommand::Want { start, end } => self.want_segments(start, end, out),
+                    PeerCommand::Have { start, end } => haves.push((start, end)),
                 }
             }
             for block in failed {
                 self.replicator.request_failed(self.peer, block, false);
             }
+        }
+        self.announce_haves(haves, out);
+    }
+
+    /// Sends `range` for blocks this side got since the last call: one message per run (runs
+    /// that touch are merged), none for what the peer itself says it has.
+    fn announce_haves(&mut self, mut haves: Vec<(u64, u64)>, out: &mut Outbox) {
+        if haves.is_empty() {
+            return;
+        }
+        haves.sort_unstable();
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        for (a, b) in haves {
+            match runs.last_mut() {
+                Some(r) if a <= r.1 => r.1 = r.1.max(b),
+                _ => runs.push((a, b)),
+            }
+        }
+        for (start, end) in runs {
+            if self.remote_has.covers(start, end) {
+                continue;
+            }
+            out.push(Message::Range(Range {
+                drop: false,
+                start,
+                length: end - start,
+            }));
         }
     }
 

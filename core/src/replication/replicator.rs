@@ -32,6 +32,9 @@ pub(crate) enum PeerCommand {
     Cancel { id: RequestId },
     /// Tell the peer which blocks this side is interested in (it answers with what it has).
     Want { start: u64, end: u64 },
+    /// Tell the peer this side now has blocks `[start, end)` (downloaded from another peer),
+    /// so that a relay passes on what it gets (the reference's onhave → broadcastRange).
+    Have { start: u64, end: u64 },
 }
 
 type Callback = Box<dyn FnOnce(Result<()>) + Send>;
@@ -367,6 +370,30 @@ impl Replicator {
                     bytes,
                 },
             ));
+        }
+        // the other peers hear of the new blocks, one range per run of them
+        let mut indexes: Vec<u64> = blocks.iter().map(|&(b, _)| b).collect();
+        indexes.sort_unstable();
+        indexes.dedup();
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        for b in indexes {
+            match runs.last_mut() {
+                Some(r) if r.1 == b => r.1 = b + 1,
+                _ => runs.push((b, b + 1)),
+            }
+        }
+        if !runs.is_empty() {
+            let source = PeerId(peer);
+            for (&id, q) in s.peers.iter_mut() {
+                if id == source {
+                    continue;
+                }
+                q.commands.extend(
+                    runs.iter()
+                        .map(|&(start, end)| PeerCommand::Have { start, end }),
+                );
+                q.wake.notify_one();
+            }
         }
         s.changes += 1;
         self.dispatch(s, actions);
@@ -924,6 +951,28 @@ mod tests {
         r.on_downloaded(0, &[], 60);
         let asked = requests(&r.take_commands(p));
         assert!(!asked.is_empty() && asked.iter().all(|b| (50..60).contains(b)));
+    }
+
+    /// Blocks downloaded from one peer are announced to the others, one command per run of
+    /// them, and not to the peer they came from.
+    #[test]
+    fn downloads_are_announced_to_the_other_peers_by_runs() {
+        let (r, p) = setup(20);
+        let q = PeerId(8);
+        r.add_peer(q, Arc::new(Notify::new()));
+        r.take_commands(p);
+        r.take_commands(q);
+        r.on_downloaded(p.0, &[(5, 10), (3, 10), (4, 10), (9, 10)], 20);
+        let haves = |cmds: Vec<PeerCommand>| -> Vec<(u64, u64)> {
+            cmds.into_iter()
+                .filter_map(|c| match c {
+                    PeerCommand::Have { start, end } => Some((start, end)),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert_eq!(haves(r.take_commands(q)), vec![(3, 6), (9, 10)]);
+        assert!(haves(r.take_commands(p)).is_empty(), "not to the source");
     }
 
     /// A blocking waiter wakes for a change that came after the count it took (also one that
