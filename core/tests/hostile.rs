@@ -885,3 +885,55 @@ fn an_answer_crossing_a_cancel_does_not_drop_an_honest_peer() {
         "an answer to a forgotten request is not stored"
     );
 }
+
+/// Blocks the scheduler picks for a peer that cannot be asked yet (its range came before its
+/// `sync`) are asked once it can be, not avoided at it until a watchdog re-registers it.
+#[test]
+fn a_peer_that_syncs_after_its_range_is_asked_for_blocks() {
+    let (wd, rd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let n = 40u64;
+    let (_ws, wlog) = writer(wd.path(), n as usize);
+    let rstore = Store::open(rd.path()).unwrap();
+    let rlog = rstore.open_log(&wlog.key(), None).unwrap();
+    let mut up = wlog
+        .proof(&dat_core::proof::ProofRequest {
+            fork: 0,
+            upgrade: Some(RequestUpgrade {
+                start: 0,
+                length: n,
+            }),
+            ..Default::default()
+        })
+        .unwrap();
+    up.request = 0;
+    up.manifest = wlog.manifest();
+    rlog.apply(&up).unwrap();
+    assert_eq!(rlog.length(), n);
+    let mut reader = honest(&rstore, &rlog, ConnectionOptions::default());
+    let mut evil = Evil::new();
+    evil.pump(&mut reader).unwrap();
+    evil.open(&wlog.key(), true);
+    evil.send(&Message::Range(Range {
+        drop: false,
+        start: 0,
+        length: n,
+    }));
+    evil.pump(&mut reader).unwrap();
+    assert!(
+        evil.requests().iter().all(|r| r.block.is_none()),
+        "no block is asked before the peer's sync"
+    );
+    evil.send(&Message::Sync(Sync {
+        fork: 0,
+        length: n,
+        remote_length: n,
+        can_upgrade: true,
+        uploading: true,
+        downloading: true,
+        has_manifest: true,
+        allow_push: false,
+    }));
+    evil.pump(&mut reader).unwrap();
+    let asked = evil.requests().iter().filter(|r| r.block.is_some()).count();
+    assert!(asked > 0, "the peer has every block and was asked for none");
+}

@@ -158,6 +158,9 @@ pub(crate) struct Channel {
     want_open: Option<u64>,
     /// The want segments sent to this peer (segment index), at most [`MAX_WANT_SEGMENTS`].
     wants_sent: std::collections::HashSet<u64>,
+    /// Scheduler requests for this peer made while it could not be asked (no sync from it
+    /// yet, or another fork): sent once it can.
+    held: Vec<(RequestId, u64, u8)>,
 }
 
 /// Messages a channel wants sent.
@@ -189,6 +192,7 @@ impl Channel {
             last_kick: std::time::Instant::now(),
             want_open: None,
             wants_sent: std::collections::HashSet::new(),
+            held: Vec::new(),
         }
     }
 
@@ -253,6 +257,7 @@ impl Channel {
             self.mark_cancelled(id, b);
         }
         self.wire_ids.clear();
+        self.held.clear();
         // the peer's wants are sent again with the re-registration
         self.wants_sent.clear();
         self.replicator.remove_peer(self.peer);
@@ -380,10 +385,51 @@ impl Channel {
         self.pump(out);
     }
 
+    /// True when block requests can go to the peer: it sent its sync, on this side's fork.
+    fn peer_usable(&self) -> bool {
+        let fork = self.log.fork();
+        self.remote.is_some_and(|r| r.fork == fork)
+    }
+
+    fn send_request(&mut self, sid: RequestId, block: u64, priority: u8, out: &mut Outbox) {
+        let nodes = self
+            .log
+            .missing_nodes_hinted(2 * block, |a, b| self.replicator.any_local(a, b))
+            .unwrap_or(0);
+        let id = self.next_request_id();
+        self.inflight.insert(id, Inflight::Block(block, sid));
+        self.wire_ids.insert(sid, id);
+        out.push(Message::Request(Request {
+            id,
+            fork: self.log.fork(),
+            block: Some(RequestBlock {
+                index: block,
+                nodes,
+            }),
+            priority: u64::from(priority),
+            ..Default::default()
+        }));
+    }
+
     /// Turns the scheduler's commands for this peer into wire messages.
     pub(crate) fn pump(&mut self, out: &mut Outbox) {
         if !self.registered {
             return;
+        }
+        // requests that waited for the peer to become usable
+        if !self.held.is_empty() && self.peer_usable() {
+            let length = self.log.length();
+            let mut failed = Vec::new();
+            for (sid, block, priority) in std::mem::take(&mut self.held) {
+                if block < length {
+                    self.send_request(sid, block, priority, out);
+                } else {
+                    failed.push(block);
+                }
+            }
+            for block in failed {
+                self.replicator.request_failed(self.peer, block, false);
+            }
         }
         // blocks this side downloaded meanwhile, announced together below
         let mut haves: Vec<(u64, u64)> = Vec::new();
@@ -401,32 +447,22 @@ impl Channel {
                         block,
                         priority,
                     } => {
-                        let fork = self.log.fork();
-                        let usable = self.remote.is_some_and(|r| r.fork == fork)
-                            && block < self.log.length();
-                        if !usable {
+                        if block >= self.log.length() {
                             failed.push(block);
-                            continue;
+                        } else if self.peer_usable() {
+                            self.send_request(sid, block, priority, out);
+                        } else {
+                            // no sync from the peer yet, or it is on another fork: the request
+                            // waits for it (failing it would make the scheduler avoid the
+                            // block at this peer until it is re-registered)
+                            self.held.push((sid, block, priority));
                         }
-                        let nodes = self
-                            .log
-                            .missing_nodes_hinted(2 * block, |a, b| self.replicator.any_local(a, b))
-                            .unwrap_or(0);
-                        let id = self.next_request_id();
-                        self.inflight.insert(id, Inflight::Block(block, sid));
-                        self.wire_ids.insert(sid, id);
-                        out.push(Message::Request(Request {
-                            id,
-                            fork,
-                            block: Some(RequestBlock {
-                                index: block,
-                                nodes,
-                            }),
-                            priority: u64::from(priority),
-                            ..Default::default()
-                        }));
                     }
                     PeerCommand::Cancel { id: sid } => {
+                        if let Some(pos) = self.held.iter().position(|h| h.0 == sid) {
+                            self.held.remove(pos);
+                            continue;
+                        }
                         let Some(id) = self.wire_ids.remove(&sid) else {
                             continue;
                         };
