@@ -937,3 +937,82 @@ fn a_peer_that_syncs_after_its_range_is_asked_for_blocks() {
     let asked = evil.requests().iter().filter(|r| r.block.is_some()).count();
     assert!(asked > 0, "the peer has every block and was asked for none");
 }
+
+/// The stall watchdog leaves an idle sparse channel alone (a sparse log is never contiguous,
+/// but nothing is wanted once its reads are done), and a withdrawn range's want is not sent
+/// again. Waits out the watchdog's real 3 s timer twice.
+#[test]
+fn an_idle_sparse_channel_does_not_resend_its_wants_every_three_seconds() {
+    use dat_core::scheduler::Prioritize;
+    use std::time::Duration;
+    let (wd, rd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let n = 100u64;
+    let (_ws, wlog) = writer(wd.path(), n as usize);
+    let rstore = Store::open(rd.path()).unwrap();
+    let rlog = rstore.open_log(&wlog.key(), None).unwrap();
+    let opts = ConnectionOptions {
+        sparse: true,
+        ..ConnectionOptions::default()
+    };
+    let mut reader = Connection::new(rstore.clone(), false, &KeyPair::generate(), opts).unwrap();
+    reader.replicate(&rlog, true).unwrap();
+    let mut evil = Evil::new();
+    evil.pump(&mut reader).unwrap();
+    evil.open(&wlog.key(), true);
+    evil.send(&Message::Sync(Sync {
+        fork: 0,
+        length: n,
+        can_upgrade: true,
+        uploading: true,
+        downloading: true,
+        has_manifest: true,
+        ..Default::default()
+    }));
+    evil.send(&Message::Range(Range {
+        drop: false,
+        start: 0,
+        length: n,
+    }));
+    evil.pump(&mut reader).unwrap();
+    let up = evil
+        .requests()
+        .into_iter()
+        .find(|r| r.upgrade.is_some())
+        .unwrap();
+    let mut data = wlog.proof(&up.proof_request()).unwrap();
+    data.request = up.id;
+    data.manifest = wlog.manifest();
+    evil.send(&Message::Data(data));
+    evil.pump(&mut reader).unwrap();
+    // a read of block 5 that is answered
+    let h = rlog.prioritize(Prioritize::get(5));
+    evil.received.clear();
+    reader.poll_scheduler().unwrap();
+    evil.pump(&mut reader).unwrap();
+    for r in evil.requests() {
+        let mut d = wlog.proof(&r.proof_request()).unwrap();
+        d.request = r.id;
+        evil.send(&Message::Data(d));
+    }
+    evil.pump(&mut reader).unwrap();
+    assert!(h.is_done());
+    drop(h);
+    let mut resent = Vec::new();
+    for _ in 0..2 {
+        evil.received.clear();
+        std::thread::sleep(Duration::from_millis(3200));
+        reader.tick().unwrap();
+        evil.pump(&mut reader).unwrap();
+        let wants = evil
+            .received
+            .iter()
+            .filter(|m| matches!(m, Message::Want(_)))
+            .count();
+        resent.push(wants);
+    }
+    assert_eq!(
+        resent,
+        vec![0, 0],
+        "wants re-sent by an idle channel after each 3 s"
+    );
+}

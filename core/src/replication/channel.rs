@@ -233,15 +233,19 @@ impl Channel {
             return;
         }
         let now = std::time::Instant::now();
+        if now.duration_since(self.last_arrival) < STALL_AFTER
+            || now.duration_since(self.last_kick) < STALL_AFTER
+        {
+            return;
+        }
         let waiting = self
             .inflight
             .values()
             .any(|f| matches!(f, Inflight::Block(..)));
-        let incomplete = self.log.contiguous_length() < self.log.length();
-        if now.duration_since(self.last_arrival) < STALL_AFTER
-            || now.duration_since(self.last_kick) < STALL_AFTER
-            || !(waiting || incomplete)
-        {
+        // (a sparse log is never contiguous: only a range still waiting counts)
+        let incomplete =
+            || self.log.contiguous_length() < self.log.length() && self.replicator.wants_blocks();
+        if !waiting && !incomplete() {
             return;
         }
         self.last_kick = now;

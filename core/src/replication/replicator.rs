@@ -61,8 +61,9 @@ struct State {
     signals: HashMap<RangeHandle, Signal>,
     /// The built-in range that fetches the whole log (absent when the log is sparse).
     whole: Option<RangeHandle>,
-    /// Ranges announced to peers with `want` (so peers that join later hear of them too).
-    wants: Vec<(u64, u64)>,
+    /// Ranges announced to peers with `want` (so peers that join later hear of them too), with
+    /// the range each is for (forgotten when it is withdrawn).
+    wants: Vec<(RangeHandle, u64, u64)>,
     /// The owner chose sparse or whole ([`Replicator::set_sparse`]); a connection's default no
     /// longer applies.
     chosen: bool,
@@ -150,12 +151,13 @@ impl Replicator {
                 let (h, actions) = s.sched.prioritize(now, whole_log());
                 s.whole = Some(h);
                 s.signals.insert(h, Signal::new());
-                s.want(0, u64::MAX);
+                s.want(h, 0, u64::MAX);
                 self.dispatch(s, actions);
             }
             (true, Some(h)) => {
                 s.whole = None;
                 s.signals.remove(&h);
+                s.wants.retain(|w| w.0 != h);
                 let actions = s.sched.unprioritize(now, h);
                 self.dispatch(s, actions);
             }
@@ -175,7 +177,7 @@ impl Replicator {
         let now = s.origin.elapsed();
         let (h, actions) = s.sched.prioritize(now, spec);
         s.signals.insert(h, Signal::new());
-        s.want(spec.start, spec.end.unwrap_or(u64::MAX));
+        s.want(h, spec.start, spec.end.unwrap_or(u64::MAX));
         let notify = s.signals[&h].notify.clone();
         self.dispatch(s, actions);
         Prioritized {
@@ -190,6 +192,7 @@ impl Replicator {
         let mut s = self.lock();
         let now = s.origin.elapsed();
         if let Some(sig) = s.signals.remove(&h) {
+            s.wants.retain(|w| w.0 != h);
             let callbacks = sig.callbacks;
             let actions = s.sched.unprioritize(now, h);
             self.dispatch(s, actions);
@@ -226,6 +229,12 @@ impl Replicator {
             .is_some_and(|i| i < end)
     }
 
+    /// True while some prioritized range (or the whole log) is not complete: what a stalled
+    /// peer may still be asked for.
+    pub(crate) fn wants_blocks(&self) -> bool {
+        self.lock().signals.values().any(|sig| !sig.done)
+    }
+
     /// Peers currently registered.
     pub fn peer_count(&self) -> usize {
         self.lock().peers.len()
@@ -245,7 +254,7 @@ impl Replicator {
         let wants: Vec<PeerCommand> = s
             .wants
             .iter()
-            .map(|&(start, end)| PeerCommand::Want { start, end })
+            .map(|&(_, start, end)| PeerCommand::Want { start, end })
             .collect();
         s.peers.insert(
             peer,
@@ -613,9 +622,9 @@ impl State {
         }
     }
 
-    fn want(&mut self, start: u64, end: u64) {
+    fn want(&mut self, h: RangeHandle, start: u64, end: u64) {
         if self.wants.len() < 256 {
-            self.wants.push((start, end));
+            self.wants.push((h, start, end));
         }
         let cmd = PeerCommand::Want { start, end };
         for q in self.peers.values_mut() {
@@ -951,6 +960,23 @@ mod tests {
         r.on_downloaded(0, &[], 60);
         let asked = requests(&r.take_commands(p));
         assert!(!asked.is_empty() && asked.iter().all(|b| (50..60).contains(b)));
+    }
+
+    /// A peer that registers (or re-registers) hears the wants of the live ranges only.
+    #[test]
+    fn a_withdrawn_range_is_not_wanted_of_peers_that_join_later() {
+        let (r, _) = setup(100);
+        let kept = r.prioritize(Prioritize::range(10, 20));
+        drop(r.prioritize(Prioritize::range(50, 60)));
+        let q = PeerId(9);
+        r.add_peer(q, Arc::new(Notify::new()));
+        let wants: Vec<PeerCommand> = r
+            .take_commands(q)
+            .into_iter()
+            .filter(|c| matches!(c, PeerCommand::Want { .. }))
+            .collect();
+        assert_eq!(wants, vec![PeerCommand::Want { start: 10, end: 20 }]);
+        drop(kept);
     }
 
     /// Blocks downloaded from one peer are announced to the others, one command per run of
