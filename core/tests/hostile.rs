@@ -1016,3 +1016,31 @@ fn an_idle_sparse_channel_does_not_resend_its_wants_every_three_seconds() {
         "wants re-sent by an idle channel after each 3 s"
     );
 }
+
+/// One `bitfield` message is handled in time proportional to its size: its runs go to the
+/// scheduler as one batch with one planning pass (it was one locked event and planning pass
+/// per run: 5 s for this 2 MiB message of 8 Mi one-block runs). The bound is generous (this
+/// takes well under 0.5 s here) so that a loaded machine does not fail it.
+#[test]
+fn a_bitfield_message_is_handled_in_time_proportional_to_its_size() {
+    use std::time::{Duration, Instant};
+    let (wd, rd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (_ws, wlog) = writer(wd.path(), 10);
+    let rstore = Store::open(rd.path()).unwrap();
+    let rlog = rstore.open_log(&wlog.key(), None).unwrap();
+    let mut reader = honest(&rstore, &rlog, ConnectionOptions::default());
+    let mut evil = Evil::new();
+    evil.pump(&mut reader).unwrap();
+    evil.open(&wlog.key(), true);
+    evil.pump(&mut reader).unwrap();
+    // 512 Ki words = 2 MiB: 8 Mi runs of one block, all below the 2^24 availability cap
+    evil.send(&Message::Bitfield(messages::Bitfield {
+        start: 0,
+        bitfield: vec![0x5555_5555; 1 << 19],
+    }));
+    let t = Instant::now();
+    evil.pump(&mut reader).unwrap();
+    let took = t.elapsed();
+    eprintln!("one 2 MiB bitfield message took {took:?}");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+}

@@ -589,25 +589,13 @@ impl Channel {
             }
             Message::Unwant(_) | Message::Extension(_) => {}
             Message::Bitfield(b) => {
-                // runs of set bits become ranges; indexes past any possible log are ignored
-                let mut run: Option<u64> = None;
-                let bits = (b.bitfield.len() as u64).saturating_mul(32);
-                for k in 0..=bits {
-                    let set = k < bits && b.bitfield[(k / 32) as usize] & (1 << (k % 32)) != 0;
-                    match (set, run) {
-                        (true, None) => run = Some(k),
-                        (false, Some(s)) => {
-                            run = None;
-                            if let (Some(a), Some(e)) =
-                                (b.start.checked_add(s), b.start.checked_add(k))
-                            {
-                                self.remote_has.insert(a, e);
-                                self.replicator.peer_have(self.peer, a, e);
-                            }
-                        }
-                        _ => {}
-                    }
-                }
+                // runs of set bits become ranges (indexes past any possible log are ignored),
+                // handed to the scheduler as one batch: one planning pass per message
+                let remote_has = &mut self.remote_has;
+                let runs = bit_runs(&b.bitfield)
+                    .filter_map(|(s, e)| Some((b.start.checked_add(s)?, b.start.checked_add(e)?)))
+                    .inspect(|&(a, e)| remote_has.insert(a, e));
+                self.replicator.peer_have_runs(self.peer, runs);
                 self.schedule(out);
             }
             Message::Range(r) => {
@@ -744,6 +732,44 @@ pub(crate) fn apply_data(
     }
 }
 
+/// The runs of set bits of a bitfield of 32-bit words, as half-open bit ranges, found a word
+/// at a time (empty and full words cost one step each).
+fn bit_runs(words: &[u32]) -> impl Iterator<Item = (u64, u64)> + '_ {
+    let mut run: Option<u64> = None;
+    let mut word = 0usize;
+    let mut bit = 0u32;
+    std::iter::from_fn(move || {
+        while word < words.len() {
+            let base = word as u64 * 32;
+            // the bits of this word from `bit` on, inverted when inside a run (looking for its end)
+            let w = words[word] >> bit;
+            let looking = if run.is_some() {
+                !words[word] >> bit
+            } else {
+                w
+            };
+            let rest = 32 - bit;
+            let tz = if looking == 0 {
+                rest
+            } else {
+                looking.trailing_zeros().min(rest)
+            };
+            if tz >= rest {
+                word += 1;
+                bit = 0;
+                continue;
+            }
+            bit += tz;
+            let at = base + u64::from(bit);
+            match run.take() {
+                Some(s) => return Some((s, at)),
+                None => run = Some(at),
+            }
+        }
+        run.take().map(|s| (s, words.len() as u64 * 32))
+    })
+}
+
 /// The `open` handshake payload for a log on a connection with handshake hash `hh`.
 pub(crate) fn open_handshake(is_initiator: bool, key: &[u8; 32], hh: &[u8; 64]) -> Vec<u8> {
     messages::Handshake {
@@ -756,6 +782,38 @@ pub(crate) fn open_handshake(is_initiator: bool, key: &[u8; 32], hh: &[u8; 64]) 
 #[cfg(test)]
 mod tests {
     use super::RangeSet;
+
+    #[test]
+    fn bit_runs_finds_every_run() {
+        let words = [
+            0xffff_ffffu32,
+            0x8000_0001,
+            0,
+            0x0000_ff00,
+            0xffff_ffff,
+            0x5555_5555,
+        ];
+        let naive: Vec<(u64, u64)> = {
+            let bits = words.len() as u64 * 32;
+            let mut out = Vec::new();
+            let mut run = None;
+            for k in 0..=bits {
+                let set = k < bits && words[(k / 32) as usize] & (1 << (k % 32)) != 0;
+                match (set, run) {
+                    (true, None) => run = Some(k),
+                    (false, Some(s)) => {
+                        out.push((s, k));
+                        run = None;
+                    }
+                    _ => {}
+                }
+            }
+            out
+        };
+        assert_eq!(super::bit_runs(&words).collect::<Vec<_>>(), naive);
+        assert_eq!(super::bit_runs(&[]).count(), 0);
+        assert_eq!(super::bit_runs(&[!0; 3]).collect::<Vec<_>>(), vec![(0, 96)]);
+    }
 
     #[test]
     fn range_set_merges_and_splits() {

@@ -295,6 +295,28 @@ impl Replicator {
         });
     }
 
+    /// The peer announced the half-open runs `runs` (one `bitfield` message): one locked
+    /// scheduler batch with one planning pass (cut as in [`Replicator::peer_have`]).
+    pub(crate) fn peer_have_runs(&self, peer: PeerId, runs: impl Iterator<Item = (u64, u64)>) {
+        let mut runs = runs.peekable();
+        if runs.peek().is_none() {
+            return;
+        }
+        let mut s = self.lock();
+        let cap = s.length.saturating_add(AVAILABILITY_SLACK);
+        let events = runs
+            .map(|(a, e)| (a, e.min(cap)))
+            .filter(|&(a, e)| a < e)
+            .map(|(start, end)| Event::PeerHave {
+                peer,
+                start,
+                length: end - start,
+            });
+        let now = s.origin.elapsed();
+        let actions = s.sched.handle_all(now, events);
+        self.dispatch(s, actions);
+    }
+
     /// The peer dropped blocks `[start, end)` (cut as in [`Replicator::peer_have`]).
     pub(crate) fn peer_dropped(&self, peer: PeerId, start: u64, end: u64) {
         self.availability(start, end, |start, length| Event::PeerDropped {

@@ -341,12 +341,31 @@ impl Scheduler {
     /// Applies one event at virtual time `now` and returns the actions to perform.
     /// `now` earlier than a previous call is treated as that previous time.
     pub fn handle(&mut self, now: Duration, event: Event) -> Vec<Action> {
+        self.handle_all(now, std::iter::once(event))
+    }
+
+    /// Feeds several events, then checks timeouts and plans once (for a batch of announcements
+    /// such as the runs of one `bitfield` message: one planning pass, not one per run).
+    pub fn handle_all(
+        &mut self,
+        now: Duration,
+        events: impl IntoIterator<Item = Event>,
+    ) -> Vec<Action> {
         let mut out = Vec::new();
         self.now = self.now.max(now);
         let now = self.now;
+        for event in events {
+            self.apply_event(now, event, &mut out);
+        }
+        self.check_timeouts(now, &mut out);
+        self.plan(now, &mut out);
+        out
+    }
+
+    fn apply_event(&mut self, now: Duration, event: Event, out: &mut Vec<Action>) {
         match event {
             Event::PeerAdded { peer, availability } => self.on_peer_added(peer, availability),
-            Event::PeerRemoved { peer } => self.on_peer_removed(peer, &mut out),
+            Event::PeerRemoved { peer } => self.on_peer_removed(peer, out),
             Event::PeerHave {
                 peer,
                 start,
@@ -385,16 +404,16 @@ impl Scheduler {
                     p.bits.set_range(start, end, false);
                 }
             }
-            Event::Unprioritize { handle } => self.on_unprioritize(handle.0, &mut out),
+            Event::Unprioritize { handle } => self.on_unprioritize(handle.0, out),
             Event::BlockArrived { peer, block, bytes } => {
-                self.on_arrival(now, peer, block, bytes, &mut out)
+                self.on_arrival(now, peer, block, bytes, out)
             }
             Event::RequestFailed {
                 peer,
                 block,
                 reason,
             } => {
-                self.remove_copy(block, peer, false, &mut out);
+                self.remove_copy(block, peer, false, out);
                 if let Some(p) = self.peers.get_mut(&peer) {
                     match reason {
                         Failure::NoData => {
@@ -411,7 +430,7 @@ impl Scheduler {
                 let end = start.saturating_add(length);
                 let mut b = self.have.next_unset(start);
                 while b < end {
-                    self.mark_local(b, &mut out);
+                    self.mark_local(b, out);
                     b = self.have.next_unset(b + 1);
                 }
             }
@@ -429,7 +448,7 @@ impl Scheduler {
                     let peers: Vec<PeerId> =
                         self.inflight[&b].copies.iter().map(|c| c.peer).collect();
                     for p in peers {
-                        self.remove_copy(b, p, true, &mut out);
+                        self.remove_copy(b, p, true, out);
                     }
                 }
                 let mut b = self.have.next_set(length);
@@ -444,15 +463,12 @@ impl Scheduler {
                     self.length = length;
                     let hs: Vec<u64> = self.ranges.keys().copied().collect();
                     for h in hs {
-                        self.check_done(h, &mut out);
+                        self.check_done(h, out);
                     }
                 }
             }
             Event::Tick => {}
         }
-        self.check_timeouts(now, &mut out);
-        self.plan(now, &mut out);
-        out
     }
 
     /// The built-in whole-log range (non-sparse schedulers only).
