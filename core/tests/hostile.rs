@@ -1,6 +1,8 @@
 //! Hostile peers: a bad proof, a bad signature, a wrong capability, garbage bytes, a frame over
 //! the size limit, a flood of requests for missing blocks. Each ends with that peer dropped (the
 //! honest side's connection returns an error), nothing wrong stored, and other peers unaffected.
+//! Also what a peer may do without being dropped, and what it must not cost this side: a peer
+//! that never reads, answers crossing cancels, messages in an unusual order, large bitfields.
 
 use dat_core::proof::{RequestBlock, RequestUpgrade};
 use dat_core::replication::{Connection, ConnectionOptions, PROTOCOL, PeerLimits, SecureTransport};
