@@ -752,6 +752,10 @@ async fn a_peer_that_never_reads_is_not_served_past_a_bound_of_unwritten_answers
             ..Default::default()
         }));
     }
+    // the peer gives up on its last 100 requests (queued here by now): they are not served
+    for id in REQUESTS - 99..=REQUESTS {
+        evil.send(&Message::Cancel(messages::Cancel { request: id }));
+    }
     evil.open(&marker.key(), true);
     while let Some(f) = evil.mux.next_frame() {
         evil.t.send(&f).unwrap();
@@ -782,11 +786,11 @@ async fn a_peer_that_never_reads_is_not_served_past_a_bound_of_unwritten_answers
         served > 0 && served <= bound,
         "{served} of {REQUESTS} requests served to a peer that reads nothing (at most {bound})"
     );
-    // the peer reads again: every request is answered, in order
+    // the peer reads again: every request it did not cancel is answered, in order
     evil.received.clear();
     let mut answered = Vec::new();
     tokio::time::timeout(Duration::from_secs(120), async {
-        while (answered.len() as u64) < REQUESTS {
+        while (answered.len() as u64) < REQUESTS - 100 {
             let n = theirs.read(&mut buf).await.unwrap();
             assert!(n > 0, "the honest side closed");
             evil.take_replies(&buf[..n]);
@@ -799,7 +803,39 @@ async fn a_peer_that_never_reads_is_not_served_past_a_bound_of_unwritten_answers
     })
     .await
     .expect("the queued requests were answered once the peer read");
-    assert_eq!(answered, (1..=REQUESTS).collect::<Vec<_>>());
+    assert_eq!(answered, (1..=REQUESTS - 100).collect::<Vec<_>>());
+    // and no cancelled one: a `want` sent now is answered (with `range`) with no `data` before
+    // it
+    evil.send(&Message::Want(messages::Want {
+        start: 0,
+        length: 1 << 21,
+        any: false,
+    }));
+    while let Some(f) = evil.mux.next_frame() {
+        evil.t.send(&f).unwrap();
+    }
+    let out = evil.t.take_output();
+    theirs.write_all(&out).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let n = theirs.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the honest side closed");
+            evil.take_replies(&buf[..n]);
+            let mut ranged = false;
+            for m in evil.received.drain(..) {
+                match m {
+                    Message::Data(d) => panic!("a cancelled request was answered: {}", d.request),
+                    Message::Range(_) => ranged = true,
+                    _ => {}
+                }
+            }
+            if ranged {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the want was answered");
     drop(theirs);
     let _ = handle.join().await;
 }

@@ -156,6 +156,10 @@ pub struct Connection {
     output_blocked: bool,
     /// The peer's requests received while serving was paused, in arrival order.
     deferred: VecDeque<(ChannelId, messages::Request)>,
+    /// The ids of the queued requests, and those of them the peer cancelled (not served, as
+    /// the reference drops a cancelled request from its queue).
+    deferred_ids: HashSet<(ChannelId, u64)>,
+    deferred_cancelled: HashSet<(ChannelId, u64)>,
 }
 
 /// Requests queued while serving is paused before [`Connection::wants_input`] turns false.
@@ -194,6 +198,8 @@ impl Connection {
             wake: Arc::new(Notify::new()),
             output_blocked: false,
             deferred: VecDeque::new(),
+            deferred_ids: HashSet::new(),
+            deferred_cancelled: HashSet::new(),
         })
     }
 
@@ -394,8 +400,14 @@ impl Connection {
             while !self.output_blocked
                 && let Some((channel, r)) = self.deferred.pop_front()
             {
+                self.deferred_ids.remove(&(channel, r.id));
+                let cancelled = self.deferred_cancelled.remove(&(channel, r.id));
+                if self.deferred.is_empty() {
+                    self.deferred_ids.clear();
+                    self.deferred_cancelled.clear();
+                }
                 // a channel closed meanwhile takes its requests with it
-                if self.channels.contains_key(&channel) {
+                if !cancelled && self.channels.contains_key(&channel) {
                     self.serve_request(channel, r)?;
                 }
                 if self.mux.queued_bytes() >= budget {
@@ -503,7 +515,13 @@ impl Connection {
             && self.channels.contains_key(&channel)
         {
             self.deferred.push_back((channel, r));
+            self.deferred_ids.insert((channel, r.id));
             return Ok(());
+        }
+        if let Message::Cancel(c) = &msg
+            && self.deferred_ids.contains(&(channel, c.request))
+        {
+            self.deferred_cancelled.insert((channel, c.request));
         }
         self.handle_channel_message(channel, msg)
     }
