@@ -67,6 +67,16 @@ pub const DEFAULT_BLOCK_SIZE: usize = 1 << 16;
 /// refuses larger blocks from peers, so a bigger `write` is split.
 pub const MAX_BLOCK_SIZE: usize = 15 * 1024 * 1024;
 
+/// A blob's data blocks ([`Blobs::data_blocks`]).
+pub(crate) struct DataBlocks {
+    /// How many data blocks the blob has.
+    pub(crate) count: u64,
+    /// False when some of them lie past the log length this replica knows (left out below).
+    pub(crate) complete: bool,
+    /// Their log indexes, in order.
+    pub(crate) indexes: Box<dyn Iterator<Item = u64>>,
+}
+
 /// A blob store on one log. Cheap to clone; clones share the write lock, so blobs written through
 /// any of them are never interleaved.
 ///
@@ -218,20 +228,8 @@ impl Blobs {
     /// stored here are skipped.
     pub fn index_blob(&self, id: &BlobId, index: &mut dyn DedupIndex) -> Result<()> {
         let log = self.log.key();
-        let blocks: Box<dyn Iterator<Item = u64>> = match self.block_map(id)? {
-            Some(map) => Box::new(map.blocks.into_iter().map(|r| r.index)),
-            None => {
-                let end = checked_block_end(id)?;
-                let length = self.log.length();
-                if end > length && self.log.writable() {
-                    return Err(Error::Corrupt(format!(
-                        "blob {id} runs past the end of its log ({length} blocks)"
-                    )));
-                }
-                // on a replica, blocks past the length it knows have no node here: skipped
-                Box::new(id.block_offset..end.min(length))
-            }
-        };
+        // on a replica, blocks past the length it knows have no node here: skipped
+        let blocks = self.data_blocks(id)?.indexes;
         for i in blocks {
             let Some(node) = self.log.node(i.saturating_mul(2))? else {
                 continue;
@@ -244,6 +242,34 @@ impl Blobs {
             index.insert(node.hash, entry)?;
         }
         Ok(())
+    }
+
+    /// The log indexes of blob `id`'s data blocks, in order: its block map's, or its block range.
+    /// A range that overflows, or that runs past the end of a log this side writes, is an error;
+    /// on a replica, which may not know the newest length yet, the indexes past the length it
+    /// knows are left out and [`DataBlocks::complete`] is false.
+    pub(crate) fn data_blocks(&self, id: &BlobId) -> Result<DataBlocks> {
+        Ok(match self.block_map(id)? {
+            Some(map) => DataBlocks {
+                count: map.blocks.len() as u64,
+                complete: true,
+                indexes: Box::new(map.blocks.into_iter().map(|r| r.index)),
+            },
+            None => {
+                let end = checked_block_end(id)?;
+                let length = self.log.length();
+                if end > length && self.log.writable() {
+                    return Err(Error::Corrupt(format!(
+                        "blob {id} runs past the end of its log ({length} blocks)"
+                    )));
+                }
+                DataBlocks {
+                    count: id.block_length,
+                    complete: end <= length,
+                    indexes: Box::new(id.block_offset..end.min(length)),
+                }
+            }
+        })
     }
 
     // --- reading -------------------------------------------------------------------------------

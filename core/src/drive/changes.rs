@@ -7,9 +7,6 @@ use super::{Drive, folder_range, path};
 use crate::bee::{ChangeKind as BeeKind, HistoryOptions};
 use crate::error::{Error, Result};
 
-/// Log indexes of a blob's blocks, in order.
-type BlockIndexes = Box<dyn Iterator<Item = u64>>;
-
 /// Whether a change wrote or removed a name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChangeKind {
@@ -279,14 +276,16 @@ impl Drive {
         other: &Drive,
         y: &crate::blobs::BlobId,
     ) -> Result<bool> {
-        let (Some((nx, bx)), Some((ny, by))) = (self.data_blocks(x)?, other.data_blocks(y)?) else {
+        let (bx, by) = (self.blobs.data_blocks(x)?, other.blobs.data_blocks(y)?);
+        // blocks past the length a replica knows are not local
+        if !bx.complete || !by.complete {
             return Ok(false);
-        };
-        if nx != ny {
+        }
+        if bx.count != by.count {
             return Ok(false);
         }
         let (lx, ly) = (self.blobs.log(), other.blobs.log());
-        for (i, j) in bx.zip(by) {
+        for (i, j) in bx.indexes.zip(by.indexes) {
             let (Some(i), Some(j)) = (i.checked_mul(2), j.checked_mul(2)) else {
                 return Ok(false);
             };
@@ -296,32 +295,5 @@ impl Drive {
             }
         }
         Ok(true)
-    }
-
-    /// How many data blocks a blob has and their log indexes, in order (a block map is read);
-    /// `None` when its blocks run past the length a replica knows (they are not all local). A block
-    /// range that overflows, or that runs past the end of a log this side writes, is an error.
-    fn data_blocks(&self, id: &crate::blobs::BlobId) -> Result<Option<(u64, BlockIndexes)>> {
-        Ok(match self.blobs.block_map(id)? {
-            Some(map) => {
-                let blocks: Vec<u64> = map.blocks.iter().map(|r| r.index).collect();
-                Some((blocks.len() as u64, Box::new(blocks.into_iter())))
-            }
-            None => {
-                let log = self.blobs.log();
-                let end = crate::blobs::checked_block_end(id)?;
-                if end <= log.length() {
-                    Some((id.block_length, Box::new(id.block_offset..end)))
-                } else if log.writable() {
-                    // this side wrote the log: its length is all there is
-                    return Err(Error::Corrupt(format!(
-                        "blob {id} runs past the end of its log ({} blocks)",
-                        log.length()
-                    )));
-                } else {
-                    None // a replica may not know the newest length yet
-                }
-            }
-        })
     }
 }

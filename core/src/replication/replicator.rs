@@ -288,11 +288,7 @@ impl Replicator {
     /// (nothing there can be requested yet, and a hostile peer must not make this side allocate
     /// a bitfield for 2^60 blocks); peers announce again as logs grow.
     pub(crate) fn peer_have(&self, peer: PeerId, start: u64, end: u64) {
-        self.availability(start, end, |start, length| Event::PeerHave {
-            peer,
-            start,
-            length,
-        });
+        self.peer_have_runs(peer, std::iter::once((start, end)));
     }
 
     /// The peer announced the half-open runs `runs` (one `bitfield` message): one locked
