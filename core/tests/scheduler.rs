@@ -389,6 +389,117 @@ fn nodata_and_disconnect_move_work_elsewhere() {
     assert!(a.contains(&Action::RangeDone { handle: h }));
 }
 
+fn received(s: &mut Scheduler, now: Duration, peer: u64, block: u64) -> Vec<Action> {
+    let a = s.handle(
+        now,
+        Event::BlockReceived {
+            peer: PeerId(peer),
+            block,
+            bytes: 1000,
+        },
+    );
+    checked(s);
+    a
+}
+
+fn stored(s: &mut Scheduler, now: Duration, peer: u64, block: u64) -> Vec<Action> {
+    let a = s.handle(
+        now,
+        Event::BlockArrived {
+            peer: Some(PeerId(peer)),
+            block,
+            bytes: 1000,
+        },
+    );
+    checked(s);
+    a
+}
+
+#[test]
+fn a_received_block_frees_its_request_slot_before_it_is_stored() {
+    let opts = SchedulerOptions {
+        default_block_size: 1000,
+        min_depth: 4,
+        max_depth: 4,
+        max_depth_fast: 4,
+        ..sparse(11)
+    };
+    let mut s = Scheduler::new(opts, 100, Bitfield::new());
+    let (h, _) = s.prioritize(
+        Duration::ZERO,
+        Prioritize::range(0, 100).order(Order::Linear),
+    );
+    let a = add_peer(&mut s, Duration::ZERO, 1, 100);
+    let first = requests(&a);
+    assert_eq!(first.len(), 4, "the initial depth");
+
+    // block 0 is received, not stored yet: the peer is asked for the next block at once, and
+    // block 0 is asked of nobody
+    let a = received(&mut s, ms(1), 1, 0);
+    assert_eq!(requests(&a), vec![(PeerId(1), 4)]);
+    assert!(!s.has(0) && s.holders(0).is_empty());
+    // its store fails (an overtaken answer): it is wanted again, first in the window
+    let a = s.handle(
+        ms(2),
+        Event::RequestFailed {
+            peer: PeerId(1),
+            block: 0,
+            reason: Failure::Retry,
+        },
+    );
+    checked(&s);
+    assert!(requests(&a).is_empty(), "the peer's queue is full");
+    let a = received(&mut s, ms(3), 1, 1);
+    assert_eq!(requests(&a), vec![(PeerId(1), 0)], "block 0 is asked again");
+    // block 1 is stored: it counts as the answer to a request, sampled once
+    stored(&mut s, ms(4), 1, 1);
+    assert!(s.has(1));
+    assert_eq!(s.stats().unrequested_arrivals, 0);
+    assert_eq!(s.peer_stats(PeerId(1)).map(|p| p.blocks), Some(1));
+
+    // the peer leaves with block 2 received and not stored: another peer is asked for it
+    received(&mut s, ms(5), 1, 2);
+    let a = add_peer(&mut s, ms(6), 2, 100);
+    assert!(!requests(&a).contains(&(PeerId(2), 2)));
+    let a = s.handle(ms(7), Event::PeerRemoved { peer: PeerId(1) });
+    checked(&s);
+    assert!(requests(&a).contains(&(PeerId(2), 2)), "{a:?}");
+    // ... and if it is stored after all, that counts as any arrival
+    stored(&mut s, ms(8), 1, 2);
+    assert!(s.has(2) && s.holders(2).is_empty());
+    assert!(!s.is_done(h));
+}
+
+#[test]
+fn blocks_being_stored_bound_the_requests_in_flight() {
+    let opts = SchedulerOptions {
+        default_block_size: 1000,
+        min_depth: 4,
+        max_depth: 4,
+        max_depth_fast: 4,
+        max_storing_bytes: 2000,
+        ..sparse(12)
+    };
+    let mut s = Scheduler::new(opts, 100, Bitfield::new());
+    s.prioritize(
+        Duration::ZERO,
+        Prioritize::range(0, 100).order(Order::Linear),
+    );
+    add_peer(&mut s, Duration::ZERO, 1, 100);
+    assert_eq!(requests(&received(&mut s, ms(1), 1, 0)).len(), 1);
+    // 2000 bytes being stored: no more requests until some are stored
+    assert!(requests(&received(&mut s, ms(2), 1, 1)).is_empty());
+    assert!(requests(&received(&mut s, ms(3), 1, 2)).is_empty());
+    let a = stored(&mut s, ms(4), 1, 0);
+    assert!(requests(&a).is_empty(), "still 2000 bytes being stored");
+    let a = stored(&mut s, ms(5), 1, 1);
+    assert_eq!(
+        requests(&a).len(),
+        2,
+        "room for the peer's depth again: {a:?}"
+    );
+}
+
 #[test]
 fn timeout_snubs_and_moves_without_hotswap() {
     let mut s = Scheduler::new(sparse(7), 100, Bitfield::new());
@@ -479,6 +590,9 @@ mod prop {
         Prioritize(u64, u64, bool, u8, u8, bool),
         Unprioritize(usize),
         Arrive(usize),
+        Receive(usize),
+        Stored(usize),
+        StoreFailed(usize),
         ArriveAny(u64, u64),
         Fail(usize, bool),
         Advance(u64),
@@ -511,6 +625,9 @@ mod prop {
             (0usize..8).prop_map(Op::Unprioritize),
             (0usize..64).prop_map(Op::Arrive),
             (0usize..64).prop_map(Op::Arrive),
+            (0usize..64).prop_map(Op::Receive),
+            (0usize..64).prop_map(Op::Stored),
+            (0usize..64).prop_map(Op::StoreFailed),
             (0u64..5, 0u64..120).prop_map(|(p, b)| Op::ArriveAny(p, b)),
             (0usize..64, any::<bool>()).prop_map(|(i, n)| Op::Fail(i, n)),
             (1u64..3000).prop_map(Op::Advance),
@@ -536,6 +653,8 @@ mod prop {
             let mut now = Duration::ZERO;
             let mut handles: Vec<RangeHandle> = Vec::new();
             let mut outstanding: Vec<(PeerId, u64)> = Vec::new();
+            // answered requests whose blocks are being stored
+            let mut storing: Vec<(PeerId, u64)> = Vec::new();
             let mut length = 60u64;
             for op in ops {
                 let actions = match op {
@@ -546,6 +665,7 @@ mod prop {
                     }
                     Op::RemovePeer(p) => {
                         outstanding.retain(|(q, _)| *q != PeerId(p));
+                        storing.retain(|(q, _)| *q != PeerId(p));
                         s.handle(now, Event::PeerRemoved { peer: PeerId(p) })
                     }
                     Op::Prioritize(st, l, live, p, o, h) => {
@@ -564,6 +684,22 @@ mod prop {
                         if outstanding.is_empty() { continue; }
                         let (p, b) = outstanding.remove(i % outstanding.len());
                         s.handle(now, Event::BlockArrived { peer: Some(p), block: b, bytes: 900 + b * 7 })
+                    }
+                    Op::Receive(i) => {
+                        if outstanding.is_empty() { continue; }
+                        let (p, b) = outstanding.remove(i % outstanding.len());
+                        storing.push((p, b));
+                        s.handle(now, Event::BlockReceived { peer: p, block: b, bytes: 900 + b * 7 })
+                    }
+                    Op::Stored(i) => {
+                        if storing.is_empty() { continue; }
+                        let (p, b) = storing.remove(i % storing.len());
+                        s.handle(now, Event::BlockArrived { peer: Some(p), block: b, bytes: 900 + b * 7 })
+                    }
+                    Op::StoreFailed(i) => {
+                        if storing.is_empty() { continue; }
+                        let (p, b) = storing.remove(i % storing.len());
+                        s.handle(now, Event::RequestFailed { peer: p, block: b, reason: Failure::Retry })
                     }
                     Op::ArriveAny(p, b) => {
                         outstanding.retain(|x| *x != (PeerId(p), b));
@@ -624,6 +760,12 @@ mod prop {
                 }
                 real.sort();
                 prop_assert_eq!(model, real);
+                // a block being stored is never asked of a peer again
+                for (p, b) in &storing {
+                    if !s.has(*b) {
+                        prop_assert!(!outstanding.contains(&(*p, *b)), "block {} asked again while being stored", b);
+                    }
+                }
             }
         }
     }

@@ -150,6 +150,9 @@ pub(crate) struct Channel {
     unavailable_requests: u32,
     pub(crate) limits: PeerLimits,
     pending_data: Vec<crate::proof::Data>,
+    /// Blocks `(index, bytes)` of `pending_data` that answered requests, not yet reported to
+    /// the scheduler ([`Channel::report_received`]).
+    received: Vec<(u64, u64)>,
     /// When data last arrived, and when the scheduler was last re-told about this peer.
     last_arrival: std::time::Instant,
     last_kick: std::time::Instant,
@@ -188,6 +191,7 @@ impl Channel {
             unavailable_requests: 0,
             limits: PeerLimits::default(),
             pending_data: Vec::new(),
+            received: Vec::new(),
             last_arrival: std::time::Instant::now(),
             last_kick: std::time::Instant::now(),
             want_open: None,
@@ -549,8 +553,11 @@ impl Channel {
                 let what = self.inflight.remove(&d.request);
                 match what {
                     Some(Inflight::Upgrade) => self.upgrade_inflight = false,
-                    Some(Inflight::Block(_, sid)) => {
+                    Some(Inflight::Block(i, sid)) => {
                         self.wire_ids.remove(&sid);
+                        if let Some(b) = d.block.as_ref().filter(|b| b.index == i) {
+                            self.received.push((i, b.value.len() as u64));
+                        }
                     }
                     Some(Inflight::Cancelled(_)) => {}
                     // an answer to a request this side no longer remembers (one cancelled
@@ -621,6 +628,22 @@ impl Channel {
         apply_data(&self.log, &batch, leaves, peer)?;
         self.schedule(out);
         Ok(())
+    }
+
+    /// Tells the scheduler which requests the data received since the last call answered (its
+    /// blocks are still to be stored), and sends the requests that makes room for.
+    pub(crate) fn report_received(&mut self, out: &mut Outbox) {
+        if self.received.is_empty() {
+            return;
+        }
+        let received = std::mem::take(&mut self.received);
+        self.replicator.on_received(self.peer, &received);
+        self.schedule(out);
+    }
+
+    /// Whether data received since the last [`Channel::report_received`] answered requests.
+    pub(crate) fn has_unreported(&self) -> bool {
+        !self.received.is_empty()
     }
 
     /// The data received and not yet stored (for a caller that stores it on another thread).

@@ -103,8 +103,9 @@ impl Received {
     }
 
     /// Verifies and stores the blocks, one transaction per log. An `Err` means the peer sent
-    /// something invalid and must be dropped (what was valid before it is kept). Once stored,
-    /// the logs' schedulers issue the next requests (see [`Connection::waker`]).
+    /// something invalid and must be dropped (what was valid before it is kept). The requests
+    /// these blocks answered made room for the next ones when they were received; once stored,
+    /// the blocks are local (a block that could not be stored is wanted again).
     pub fn apply(self) -> Result<()> {
         self.apply_kept().0
     }
@@ -356,10 +357,34 @@ impl Connection {
     pub fn resume(&mut self, budget: usize) -> Result<bool> {
         self.mux.cork();
         let result = self.receive_frames(budget);
+        let reported = match result {
+            Ok(_) => self.report_received(),
+            Err(_) => Ok(()),
+        };
         self.mux.uncork();
         let more = result?;
+        reported?;
         self.flush()?;
         Ok(more)
+    }
+
+    /// Tells the schedulers which requests the blocks received so far answered, and sends the
+    /// requests that makes room for, while those blocks wait to be stored.
+    fn report_received(&mut self) -> Result<()> {
+        let ids: Vec<ChannelId> = self
+            .channels
+            .iter()
+            .filter(|(_, c)| c.has_unreported())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            let mut out = Outbox::new();
+            if let Some(c) = self.channels.get_mut(&id) {
+                c.report_received(&mut out);
+            }
+            self.send_all(id, out)?;
+        }
+        Ok(())
     }
 
     /// True when received messages wait to be handled ([`Connection::resume`]): also requests

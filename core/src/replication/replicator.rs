@@ -356,6 +356,25 @@ impl Replicator {
         });
     }
 
+    /// Blocks `(index, bytes)` answering `peer`'s requests were received and are being
+    /// verified and stored: the peer's queue has room for the next requests now, not only once
+    /// they are stored ([`crate::scheduler::Event::BlockReceived`]). Their storing ends in
+    /// [`Replicator::on_downloaded`] or [`Replicator::request_failed_retry`].
+    pub(crate) fn on_received(&self, peer: PeerId, blocks: &[(u64, u64)]) {
+        if blocks.is_empty() {
+            return;
+        }
+        let mut s = self.lock();
+        let now = s.origin.elapsed();
+        let actions = s.sched.handle_all(
+            now,
+            blocks
+                .iter()
+                .map(|&(block, bytes)| Event::BlockReceived { peer, block, bytes }),
+        );
+        self.dispatch(s, actions);
+    }
+
     /// Advances time (timeouts are checked).
     pub(crate) fn tick(&self) {
         self.peer_event(Event::Tick);
@@ -383,21 +402,17 @@ impl Replicator {
     pub(crate) fn on_downloaded(&self, peer: u64, blocks: &[(u64, u64)], length: u64) {
         let mut s = self.lock();
         let now = s.origin.elapsed();
-        let mut actions = Vec::new();
-        if length > s.length {
+        let grew = (length > s.length).then(|| {
             s.length = length;
-            actions.extend(s.sched.handle(now, Event::LengthGrew { length }));
-        }
-        for &(block, bytes) in blocks {
-            actions.extend(s.sched.handle(
-                now,
-                Event::BlockArrived {
-                    peer: (peer != 0).then_some(PeerId(peer)),
-                    block,
-                    bytes,
-                },
-            ));
-        }
+            Event::LengthGrew { length }
+        });
+        // one planning pass for the whole batch
+        let arrived = blocks.iter().map(|&(block, bytes)| Event::BlockArrived {
+            peer: (peer != 0).then_some(PeerId(peer)),
+            block,
+            bytes,
+        });
+        let actions = s.sched.handle_all(now, grew.into_iter().chain(arrived));
         // the other peers hear of the new blocks, one range per run of them
         let mut indexes: Vec<u64> = blocks.iter().map(|&(b, _)| b).collect();
         indexes.sort_unstable();

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use super::planner::Scheduler;
-use super::{MAX_PRIORITY, Order, URGENT_PRIORITY};
+use super::{MAX_PRIORITY, Order, PeerId, URGENT_PRIORITY};
 
 impl Scheduler {
     /// Checks the planner's invariants; returns a description of the first violation.
@@ -12,7 +12,9 @@ impl Scheduler {
     ///   shrunken depth is reached by draining, not cancelling: then the queue may stay at its
     ///   length at the time of the shrink (the cap) and only decreases;
     /// * no block is in flight twice to the same peer; copies ≤ `max_copies`;
-    /// * `reserved == {b : inflight[b] non-empty}` and `busy == have ∪ reserved`;
+    /// * `reserved == {b : inflight[b] non-empty}` and `busy == have ∪ reserved ∪ storing`;
+    ///   a block being stored is neither local nor in flight, is stored from a known peer, and
+    ///   the bytes being stored sum to `storing_bytes`;
     ///   peer queues and in-flight copies agree one to one;
     /// * every in-flight block is missing, below the log length and wanted by a live range
     ///   (for a linear range: inside a window the planner picked from);
@@ -148,8 +150,57 @@ impl Scheduler {
                 self.inflight.len()
             ));
         }
-        if self.busy.count_ones() != self.have.count_ones() + self.reserved.count_ones() {
-            return Err("busy != have ∪ reserved (count)".into());
+        let mut storing_only = BTreeSet::new();
+        let mut storing_bytes = 0u64;
+        for (&(b, pid), &bytes) in &self.storing {
+            storing_bytes += bytes;
+            if self.have.get(b) {
+                return Err(format!("block {b}: being stored but already local"));
+            }
+            if !self.peers.contains_key(&pid) {
+                return Err(format!("block {b}: being stored from unknown peer {pid:?}"));
+            }
+            if !self.busy.get(b) {
+                return Err(format!("block {b}: being stored but not busy"));
+            }
+            if self.inflight.contains_key(&b) {
+                return Err(format!("block {b}: being stored and in flight"));
+            }
+            storing_only.insert(b);
+        }
+        let mut bits = 0u64;
+        let mut i = 0;
+        while let Some(b) = self.storing_bits.next_set(i) {
+            if self
+                .storing
+                .range((b, PeerId(0))..=(b, PeerId(u64::MAX)))
+                .next()
+                .is_none()
+            {
+                return Err(format!(
+                    "block {b}: storing bit set but no copy is being stored"
+                ));
+            }
+            bits += 1;
+            i = b + 1;
+        }
+        let blocks: BTreeSet<u64> = self.storing.keys().map(|(b, _)| *b).collect();
+        if bits != blocks.len() as u64 {
+            return Err(format!(
+                "{bits} storing bits for {} blocks being stored",
+                blocks.len()
+            ));
+        }
+        if storing_bytes != self.storing_bytes {
+            return Err(format!(
+                "storing bytes {} but blocks sum to {storing_bytes}",
+                self.storing_bytes
+            ));
+        }
+        if self.busy.count_ones()
+            != self.have.count_ones() + self.reserved.count_ones() + storing_only.len() as u64
+        {
+            return Err("busy != have ∪ reserved ∪ storing (count)".into());
         }
         let mut i = 0;
         while let Some(s) = self.have.next_set(i) {

@@ -280,6 +280,21 @@ pub enum Event {
         /// The range.
         handle: RangeHandle,
     },
+    /// A block answering `peer`'s request was received and is being verified and stored: the
+    /// request is answered (the peer's queue has room again and its estimators take the
+    /// sample), and the block is not asked of anyone while it is stored. [`Event::BlockArrived`]
+    /// follows once it is stored, or [`Event::RequestFailed`] if it was not (the block is then
+    /// wanted again); removing the peer also gives up its blocks being stored. Without this
+    /// event the request is answered at [`Event::BlockArrived`], so a driver that stores
+    /// blocks before asking for more holds its queue for the time of a store.
+    BlockReceived {
+        /// The sender.
+        peer: PeerId,
+        /// The block.
+        block: u64,
+        /// Payload bytes.
+        bytes: u64,
+    },
     /// A verified block arrived (`peer: None` for blocks obtained by other means).
     BlockArrived {
         /// The sender.
@@ -401,6 +416,9 @@ pub struct SchedulerOptions {
     /// Largest number of bytes a peer's requests in flight may ask for (with the average block
     /// size): bounds the memory of large blocks in flight while small blocks get a deep queue.
     pub max_depth_bytes: u64,
+    /// Largest number of bytes of received blocks being stored (see [`Event::BlockReceived`])
+    /// before no more requests go out: bounds the memory of blocks waiting for a slow disk.
+    pub max_storing_bytes: u64,
     /// Depth of a peer before its first arrival.
     pub initial_depth: usize,
     /// Depth target: `rate × (rtt + queue_time) / block size`.
@@ -438,6 +456,7 @@ impl Default for SchedulerOptions {
             max_depth_fast: 4096,
             fast_queue_time: Duration::from_millis(50),
             max_depth_bytes: 32 << 20,
+            max_storing_bytes: 32 << 20,
             initial_depth: 4,
             queue_time: Duration::from_millis(250),
             rto_initial: Duration::from_secs(1),

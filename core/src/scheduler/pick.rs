@@ -108,8 +108,9 @@ impl Scheduler {
                 continue;
             }
             let fm = self.have.next_unset(r.first_missing.max(r.start));
-            // measured from the first missing block a peer has, as `pick_in_range` picks
-            let anchor = self.first_available(fm, r.eff_end(length));
+            // measured from the first missing block a peer has and none is sending, as
+            // `pick_in_range` picks
+            let anchor = self.first_available(self.next_unsettled(fm), r.eff_end(length));
             let Some(r) = self.ranges.get_mut(&h) else {
                 continue;
             };
@@ -139,6 +140,9 @@ impl Scheduler {
         let Some(p) = self.peers.get(&pid) else {
             return false;
         };
+        if self.storing_bytes >= self.opts.max_storing_bytes {
+            return false;
+        }
         p.queue.len() < p.depth || (self.pass_urgent_exists && p.low > Self::low_cap(p.depth))
     }
 
@@ -279,8 +283,9 @@ impl Scheduler {
         match order {
             Order::Linear => {
                 // the window starts at the first missing block some peer has: a hole no peer
-                // can fill (a block every peer cleared) must not hold the window shut
-                let fm = self.first_available(fm, eff_end);
+                // can fill (a block every peer cleared) must not hold the window shut; nor do
+                // blocks that arrived and are being stored
+                let fm = self.first_available(self.next_unsettled(fm), eff_end);
                 let hi = eff_end.min(fm.saturating_add(self.pass_window));
                 if self.is_slow(pid) {
                     // Far end only, and only blocks the faster peers would not reach before

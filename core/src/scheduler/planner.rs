@@ -223,8 +223,14 @@ pub struct Scheduler {
     pub(crate) length: u64,
     pub(crate) have: Bitfield,
     pub(crate) reserved: Bitfield,
-    /// `have ∪ reserved`.
+    /// `have ∪ reserved ∪ storing`.
     pub(crate) busy: Bitfield,
+    /// Blocks received from a peer and being stored ([`Event::BlockReceived`]), with their
+    /// bytes; the sum of those is `storing_bytes`.
+    pub(crate) storing: BTreeMap<(u64, PeerId), u64>,
+    pub(crate) storing_bytes: u64,
+    /// The blocks of `storing`.
+    pub(crate) storing_bits: Bitfield,
     pub(crate) inflight: BTreeMap<u64, Inflight>,
     /// Blocks with a late copy and no timely copy.
     pub(crate) late: BTreeSet<u64>,
@@ -259,6 +265,9 @@ impl Scheduler {
             have: local,
             reserved: Bitfield::new(),
             busy,
+            storing: BTreeMap::new(),
+            storing_bytes: 0,
+            storing_bits: Bitfield::new(),
             inflight: BTreeMap::new(),
             late: BTreeSet::new(),
             peers: BTreeMap::new(),
@@ -405,6 +414,9 @@ impl Scheduler {
                 }
             }
             Event::Unprioritize { handle } => self.on_unprioritize(handle.0, out),
+            Event::BlockReceived { peer, block, bytes } => {
+                self.on_received(now, peer, block, bytes, out)
+            }
             Event::BlockArrived { peer, block, bytes } => {
                 self.on_arrival(now, peer, block, bytes, out)
             }
@@ -413,6 +425,7 @@ impl Scheduler {
                 block,
                 reason,
             } => {
+                self.release_storing(block, peer);
                 self.remove_copy(block, peer, false, out);
                 if let Some(p) = self.peers.get_mut(&peer) {
                     match reason {
@@ -577,6 +590,17 @@ impl Scheduler {
         for b in blocks {
             self.remove_copy(b, peer, false, out);
         }
+        // its blocks still being stored are wanted again (if they are stored after all, their
+        // arrival makes them local as any arrival does)
+        let storing: Vec<u64> = self
+            .storing
+            .keys()
+            .filter(|(_, p)| *p == peer)
+            .map(|(b, _)| *b)
+            .collect();
+        for b in storing {
+            self.release_storing(b, peer);
+        }
         self.peers.remove(&peer);
     }
 
@@ -623,7 +647,10 @@ impl Scheduler {
         }
         let mut requested = false;
         if let Some(pid) = peer {
-            if let Some(req) = self.take_request(b, pid) {
+            // answered (and sampled) when it was received
+            if self.take_storing(b, pid).is_some() {
+                requested = true;
+            } else if let Some(req) = self.take_request(b, pid) {
                 requested = true;
                 self.sample(now, pid, &req, bytes, out);
             }
@@ -645,6 +672,86 @@ impl Scheduler {
             self.finish_local(b, out);
         } else {
             self.stats.wasted_bytes += bytes;
+        }
+    }
+
+    /// `peer` answered its request for `b`; the block is being stored.
+    fn on_received(
+        &mut self,
+        now: Duration,
+        pid: PeerId,
+        b: u64,
+        bytes: u64,
+        out: &mut Vec<Action>,
+    ) {
+        // a block already local, or one this peer was not asked for (cancelled meanwhile), is
+        // dealt with when it arrives
+        let asked = self
+            .inflight
+            .get(&b)
+            .is_some_and(|i| i.copies.iter().any(|c| c.peer == pid));
+        if self.have.get(b) || !asked || self.storing.contains_key(&(b, pid)) {
+            return;
+        }
+        // marked first so that removing the answered copy does not release the block
+        self.storing.insert((b, pid), bytes);
+        self.storing_bytes += bytes;
+        self.storing_bits.set(b, true);
+        self.busy.set(b, true);
+        if let Some(req) = self.take_request(b, pid) {
+            self.sample(now, pid, &req, bytes, out);
+        }
+        // the first answer wins: other copies in flight are cancelled (if the store fails,
+        // the block is wanted again like any other)
+        if let Some(inf) = self.inflight.get(&b) {
+            let peers: Vec<PeerId> = inf.copies.iter().map(|c| c.peer).collect();
+            for p in peers {
+                self.remove_copy(b, p, true, out);
+            }
+        }
+    }
+
+    /// Whether some peer's copy of `b` is being stored.
+    pub(crate) fn is_storing(&self, b: u64) -> bool {
+        self.storing_bits.get(b)
+    }
+
+    /// The first block from `b` on that is neither local nor being stored: where a linear
+    /// window starts (a block being stored has arrived, as far as asking peers goes).
+    pub(crate) fn next_unsettled(&self, mut b: u64) -> u64 {
+        loop {
+            b = self.have.next_unset(b);
+            if !self.storing_bits.get(b) {
+                return b;
+            }
+            b = self.storing_bits.next_unset(b);
+        }
+    }
+
+    /// Forgets `peer`'s copy of `b` being stored; its bytes if there was one.
+    fn take_storing(&mut self, b: u64, peer: PeerId) -> Option<u64> {
+        let bytes = self.storing.remove(&(b, peer))?;
+        self.storing_bytes -= bytes;
+        let others = self
+            .storing
+            .range((b, PeerId(0))..=(b, PeerId(u64::MAX)))
+            .next()
+            .is_some();
+        if !others {
+            self.storing_bits.set(b, false);
+        }
+        Some(bytes)
+    }
+
+    /// `peer`'s copy of `b` is no longer being stored (it failed, or the peer left): the block
+    /// is wanted again unless it is local, in flight or stored from another peer.
+    fn release_storing(&mut self, b: u64, peer: PeerId) {
+        if self.take_storing(b, peer).is_none() {
+            return;
+        }
+        if !self.have.get(b) && !self.inflight.contains_key(&b) && !self.is_storing(b) {
+            self.busy.set(b, false);
+            self.on_released(b);
         }
     }
 
@@ -756,6 +863,16 @@ impl Scheduler {
             for p in peers {
                 self.remove_copy(b, p, true, out);
             }
+        }
+        // other peers' copies being stored are duplicates now (their arrival, if any, counts
+        // as wasted)
+        let storing: Vec<(u64, PeerId)> = self
+            .storing
+            .range((b, PeerId(0))..=(b, PeerId(u64::MAX)))
+            .map(|(k, _)| *k)
+            .collect();
+        for (b, p) in storing {
+            self.take_storing(b, p);
         }
         self.late.remove(&b);
         let hs: Vec<u64> = self

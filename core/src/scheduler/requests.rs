@@ -327,7 +327,7 @@ impl Scheduler {
         if empty {
             self.inflight.remove(&b);
             self.reserved.set(b, false);
-            if !self.have.get(b) {
+            if !self.have.get(b) && !self.is_storing(b) {
                 self.busy.set(b, false);
                 self.on_released(b);
             }
