@@ -90,9 +90,8 @@ static NEXT_PEER_ID: AtomicU64 = AtomicU64::new(1);
 /// Blocks received on a connection, not yet verified and stored ([`Connection::take_received`]).
 #[derive(Debug, Default)]
 pub struct Received {
-    /// Per log: the blocks and their leaf hashes (computed by `take_received`, on the
-    /// connection's thread).
-    work: Vec<(Log, Vec<crate::proof::Data>, Vec<Hash>)>,
+    /// Per log: the blocks.
+    work: Vec<(Log, Vec<crate::proof::Data>)>,
     peer: u64,
 }
 
@@ -113,10 +112,13 @@ impl Received {
     /// [`Received::apply`], handing the blocks back: a caller that stores on another thread
     /// frees them where they were allocated (a thread freeing another's allocations contends for
     /// the allocator's lock with it).
-    pub fn apply_kept(mut self) -> (Result<()>, Self) {
+    pub fn apply_kept(self) -> (Result<()>, Self) {
         let mut result = Ok(());
-        for (log, batch, leaves) in &mut self.work {
-            result = super::channel::apply_data(log, batch, std::mem::take(leaves), self.peer);
+        for (log, batch) in &self.work {
+            // hashed here, on the storing thread: the connection's thread goes on reading and
+            // asking (the requests these blocks answered are already free)
+            let leaves = crate::log::leaf_hashes(batch);
+            result = super::channel::apply_data(log, batch, leaves, self.peer);
             if result.is_err() {
                 break;
             }
@@ -610,10 +612,6 @@ impl Connection {
             .values_mut()
             .map(|c| (c.log.clone(), c.take_pending()))
             .filter(|(_, d)| !d.is_empty())
-            .map(|(log, d)| {
-                let leaves = crate::log::leaf_hashes(&d);
-                (log, d, leaves)
-            })
             .collect();
         Received {
             work,
