@@ -38,7 +38,7 @@
 use std::sync::LazyLock;
 
 use chacha20::ChaCha20;
-use chacha20::cipher::consts::U10;
+use chacha20::R20;
 use chacha20::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
 use poly1305::Poly1305;
 use poly1305::universal_hash::{KeyInit, UniversalHash};
@@ -94,7 +94,9 @@ impl Direction {
     /// `init_push` / `init_pull`: the subkey is HChaCha20(key, header[..16]), the inner nonce
     /// header[16..], the counter 1.
     fn new(key: &[u8; 32], header: &[u8; HEADER_BYTES]) -> Self {
-        let sub = chacha20::hchacha::<U10>(key.into(), header[..16].into());
+        let mut input = [0u8; 16];
+        input.copy_from_slice(&header[..16]);
+        let sub = chacha20::hchacha::<R20>(&(*key).into(), &input.into());
         let mut inonce = [0u8; 8];
         inonce.copy_from_slice(&header[16..]);
         Direction {
