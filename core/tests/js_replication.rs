@@ -1,6 +1,6 @@
 //! Replication with the JavaScript reference (hypercore 11.39.5, `tests/interop/repl-peer.js`) over
 //! TCP on 127.0.0.1, both directions: full sync, a sparse range, live appends, two logs on one
-//! connection, default (manifest) and compat logs.
+//! connection, default (manifest) and compat logs, a JS reader behind a libdat relay.
 //!
 //! Needs `npm ci` in `tests/interop` (done by `make test`); `LIBDAT_SKIP_INTEROP=1` skips.
 
@@ -366,4 +366,91 @@ async fn libdat_writer_to_js_reader_full_sparse_and_live() {
     );
     js.finish();
     server.close().await;
+}
+
+/// A JS reader behind a libdat relay: writer W (libdat) -> relay R (libdat, its own store,
+/// non-sparse) -> JS reader J, which never meets W. J pairs with R while R holds nothing, so it
+/// hears of R's blocks as R downloads them: the `range` R sends per run of blocks it stored (the
+/// replicator's `PeerCommand::Have`), without which J never asks for them (the JS reference asks a
+/// peer only for blocks it announced). A live append on W then reaches J the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_js_reader_behind_a_libdat_relay_gets_every_block_of_the_writer() {
+    use dat_core::replication::ConnectionEvent;
+    const N: u64 = 300;
+    let (wd, rd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let wstore = Store::open(wd.path()).unwrap();
+    let wlog = wstore.create_log(LogOptions::default()).unwrap();
+    let blocks: Vec<Vec<u8>> = (0..N).map(|i| js_block(4, i)).collect();
+    for chunk in blocks.chunks(25) {
+        wlog.append_batch(chunk).unwrap();
+    }
+    let rstore = Store::open(rd.path()).unwrap();
+    let rlog = rstore.open_log(&wlog.key(), None).unwrap();
+    let mut relay = driver::listen(&rstore, "127.0.0.1:0", ConnectionOptions::default())
+        .await
+        .unwrap();
+    let port = relay.local_addr().port().to_string();
+    let Some(mut js) = JsPeer::spawn(&[
+        "reader",
+        "--port",
+        &port,
+        "--key",
+        &hex::encode(wlog.key()),
+        "--length",
+        &N.to_string(),
+    ]) else {
+        return;
+    };
+    let downstream = relay.accept().await.unwrap();
+    let mut events = downstream.subscribe();
+    let dk = wlog.discovery_key();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match events.recv().await {
+                Ok(ConnectionEvent::PeerAdd { discovery_key }) if discovery_key == dk => break,
+                Ok(_) => {}
+                Err(e) => panic!("relay events: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("the JS reader paired with the relay");
+    assert_eq!(rlog.length(), 0, "the relay has nothing yet");
+
+    // only now does the relay meet the writer
+    let mut server = driver::listen(&wstore, "127.0.0.1:0", ConnectionOptions::default())
+        .await
+        .unwrap();
+    let upstream = driver::connect(
+        &rstore,
+        &server.local_addr().to_string(),
+        ConnectionOptions::default(),
+    )
+    .await
+    .unwrap();
+    let served = server.accept().await.unwrap();
+    let result = js.line().await;
+    let r = &result["logs"][0];
+    assert_eq!(r["length"], N);
+    assert_eq!(r["contiguous"], N);
+    for (i, block) in blocks.iter().enumerate() {
+        assert_eq!(
+            r["blocks"][i.to_string()],
+            hex::encode(Sha256::digest(block)).as_str(),
+            "block {i}"
+        );
+    }
+
+    // a live append on the writer: the relay fetches it and announces it, and J gets it from there
+    wlog.append(b"live-through-the-relay").unwrap();
+    let r = js.command(&format!("wait 0 {}", N + 1)).await;
+    assert_eq!(r["length"], N + 1);
+    assert_eq!(r["last"], "live-through-the-relay");
+    assert!(rlog.has(N).unwrap(), "J's copy came from the relay's");
+    js.finish();
+    downstream.join().await.unwrap();
+    upstream.close().await.unwrap();
+    served.join().await.unwrap();
+    server.close().await;
+    relay.close().await;
 }

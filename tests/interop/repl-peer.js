@@ -4,9 +4,11 @@
 //   node repl-peer.js writer --seed N --blocks M [--logs K] [--compat]
 //       builds K logs (seeds N, N+1, ...) of M blocks each, listens on 127.0.0.1:0 and prints
 //       {"port", "keys": [...], "lengths": [...]}; every connection replicates all K logs.
-//   node repl-peer.js reader --port P --key HEX[,HEX...] [--range START-END]
+//   node repl-peer.js reader --port P --key HEX[,HEX...] [--range START-END] [--length N]
 //       connects, downloads every log fully (or only blocks START..END of the first one with
 //       --range) and prints {"lengths", "contiguous", "blocks": {index: sha256hex}} per log.
+//       With --length, it first waits until every log has N blocks (a peer that is itself still
+//       downloading, a relay, may announce a shorter length first).
 //
 // Then, on stdin (one command per line, each answered with one JSON line on stdout):
 //   append LOG TEXT        (writer) append TEXT to log LOG
@@ -101,9 +103,15 @@ async function reader () {
   const socket = net.connect(Number(arg('port')), '127.0.0.1')
   replicateAll(cores, socket, true)
   const range = arg('range', null)
+  const length = arg('length', null)
   const result = []
   for (const [n, core] of cores.entries()) {
-    await core.update({ wait: true })
+    if (length === null) {
+      await core.update({ wait: true })
+    } else {
+      // the length grows with the peer's syncs (hypercore upgrades eagerly)
+      while (core.length < Number(length)) await new Promise((resolve) => core.once('append', resolve))
+    }
     let start = 0
     let end = core.length
     if (range !== null && n === 0) [start, end] = range.split('-').map(Number)
