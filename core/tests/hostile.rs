@@ -978,11 +978,13 @@ fn a_peer_that_syncs_after_its_range_is_asked_for_blocks() {
 
 /// The stall watchdog leaves an idle sparse channel alone (a sparse log is never contiguous,
 /// but nothing is wanted once its reads are done), and a withdrawn range's want is not sent
-/// again. Waits out the watchdog's real 3 s timer twice.
+/// again. The watchdog's 3 s pass twice while the done read is still held (a watchdog that
+/// fired would re-send its want), then twice more once it is withdrawn, on the clock given to
+/// `tick_at`, with no sleep.
 #[test]
 fn an_idle_sparse_channel_does_not_resend_its_wants_every_three_seconds() {
     use dat_core::scheduler::Prioritize;
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
     let (wd, rd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let n = 100u64;
     let (_ws, wlog) = writer(wd.path(), n as usize);
@@ -1034,12 +1036,18 @@ fn an_idle_sparse_channel_does_not_resend_its_wants_every_three_seconds() {
     }
     evil.pump(&mut reader).unwrap();
     assert!(h.is_done());
-    drop(h);
+    // after the channel's last arrival and its creation, the watchdog's two timestamps
+    let start = Instant::now();
+    let mut h = Some(h);
     let mut resent = Vec::new();
-    for _ in 0..2 {
+    for k in 1..=4 {
+        if k == 3 {
+            drop(h.take());
+        }
         evil.received.clear();
-        std::thread::sleep(Duration::from_millis(3200));
-        reader.tick().unwrap();
+        reader
+            .tick_at(start + k * Duration::from_millis(3200))
+            .unwrap();
         evil.pump(&mut reader).unwrap();
         let wants = evil
             .received
@@ -1050,7 +1058,7 @@ fn an_idle_sparse_channel_does_not_resend_its_wants_every_three_seconds() {
     }
     assert_eq!(
         resent,
-        vec![0, 0],
+        vec![0, 0, 0, 0],
         "wants re-sent by an idle channel after each 3 s"
     );
 }

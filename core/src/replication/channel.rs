@@ -229,16 +229,17 @@ impl Channel {
     }
 
     /// A watchdog against a stalled exchange: when nothing arrived from this peer for
-    /// [`STALL_AFTER`] while this side still lacks blocks, the scheduler forgets the peer's
-    /// in-flight requests and hears its availability again (answers still on the way are
-    /// accepted as they come), so a lost or overtaken answer cannot stop a download.
-    pub(crate) fn tick(&mut self, out: &mut Outbox) {
+    /// [`STALL_AFTER`] before `now` while this side still lacks blocks, the scheduler forgets
+    /// the peer's in-flight requests and hears its availability again (answers still on the
+    /// way are accepted as they come), so a lost or overtaken answer cannot stop a download.
+    pub(crate) fn tick(&mut self, now: std::time::Instant, out: &mut Outbox) {
         if !self.registered || !self.paired {
             return;
         }
-        let now = std::time::Instant::now();
-        if now.duration_since(self.last_arrival) < STALL_AFTER
-            || now.duration_since(self.last_kick) < STALL_AFTER
+        // (saturating: a caller's clock may be behind the arrival stamps taken from the
+        // system clock, which is then no time passed, not a panic)
+        if now.saturating_duration_since(self.last_arrival) < STALL_AFTER
+            || now.saturating_duration_since(self.last_kick) < STALL_AFTER
         {
             return;
         }

@@ -267,11 +267,25 @@ impl Connection {
         self.flush()
     }
 
-    /// Lets time pass for the schedulers (request timeouts) and the handshake deadline
-    /// ([`ConnectionOptions::handshake_timeout`]); call it every
-    /// [`crate::scheduler::SchedulerOptions::tick`] (100 ms).
+    /// Lets time pass for the schedulers (request timeouts), the channels' stall watchdogs and
+    /// the handshake deadline ([`ConnectionOptions::handshake_timeout`]); call it every
+    /// [`crate::scheduler::SchedulerOptions::tick`] (100 ms). [`Connection::tick_at`] with
+    /// `Instant::now()`.
     pub fn tick(&mut self) -> Result<()> {
-        if !self.connected && self.started.elapsed() > self.opts.handshake_timeout {
+        self.tick_at(std::time::Instant::now())
+    }
+
+    /// [`Connection::tick`] at time `now`, for a caller that brings its own clock or event loop
+    /// (a loop's cached time, or a test that lets seconds pass without sleeping). `now`
+    /// decides the handshake deadline and when a channel's stall watchdog re-asks a quiet
+    /// peer; the schedulers' request timeouts and the keep-alive go by the system clock (a
+    /// log's scheduler is shared by every connection replicating it, each of which may bring
+    /// its own clock). A `now` earlier than this connection's own timestamps counts as no
+    /// time passed.
+    pub fn tick_at(&mut self, now: std::time::Instant) -> Result<()> {
+        if !self.connected
+            && now.saturating_duration_since(self.started) > self.opts.handshake_timeout
+        {
             return Err(Error::Timeout(format!(
                 "the peer did not complete the handshake within {} s",
                 self.opts.handshake_timeout.as_secs_f64()
@@ -287,7 +301,7 @@ impl Connection {
         for ch in ids {
             let mut out = Outbox::new();
             if let Some(c) = self.channels.get_mut(&ch) {
-                c.tick(&mut out);
+                c.tick(now, &mut out);
             }
             self.send_all(ch, out)?;
         }
