@@ -1065,11 +1065,11 @@ fn an_idle_sparse_channel_does_not_resend_its_wants_every_three_seconds() {
 
 /// One `bitfield` message is handled in time proportional to its size: its runs go to the
 /// scheduler as one batch with one planning pass (it was one locked event and planning pass
-/// per run: 5 s for this 2 MiB message of 8 Mi one-block runs). The bound is generous (this
-/// takes well under 0.5 s here) so that a loaded machine does not fail it.
+/// per run: 5 s for this 2 MiB message of 8 Mi one-block runs). Counted in planning passes
+/// (the scheduler's `plans`), not timed: a pass visits every peer with room, and one per run
+/// would be 8 Mi of them.
 #[test]
 fn a_bitfield_message_is_handled_in_time_proportional_to_its_size() {
-    use std::time::{Duration, Instant};
     let (wd, rd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (_ws, wlog) = writer(wd.path(), 10);
     let rstore = Store::open(rd.path()).unwrap();
@@ -1084,9 +1084,11 @@ fn a_bitfield_message_is_handled_in_time_proportional_to_its_size() {
         start: 0,
         bitfield: vec![0x5555_5555; 1 << 19],
     }));
-    let t = Instant::now();
+    let before = rlog.replicator().stats().plans;
     evil.pump(&mut reader).unwrap();
-    let took = t.elapsed();
-    eprintln!("one 2 MiB bitfield message took {took:?}");
-    assert!(took < Duration::from_secs(2), "took {took:?}");
+    let plans = rlog.replicator().stats().plans - before;
+    assert!(
+        (1..=4).contains(&plans),
+        "{plans} planning passes for one bitfield message"
+    );
 }

@@ -557,6 +557,29 @@ fn urgent_get_preempts_the_most_recent_low_priority_request() {
     assert_eq!(s.stats().preemptions, 1);
 }
 
+/// `plans` counts planning passes: one per call, however many events a batch carries.
+#[test]
+fn a_batch_of_events_is_one_planning_pass() {
+    let mut s = Scheduler::new(sparse(9), 1000, Bitfield::new());
+    assert_eq!(s.stats().plans, 0);
+    s.prioritize(Duration::ZERO, Prioritize::range(0, 1000));
+    add_peer(&mut s, Duration::ZERO, 1, 0);
+    assert_eq!(s.stats().plans, 2);
+    // 500 one-block runs, as one bitfield message brings them
+    s.handle_all(
+        ms(1),
+        (0..500).map(|k| Event::PeerHave {
+            peer: PeerId(1),
+            start: 2 * k,
+            length: 1,
+        }),
+    );
+    checked(&s);
+    assert_eq!(s.stats().plans, 3);
+    s.handle(ms(2), Event::Tick);
+    assert_eq!(s.stats().plans, 4);
+}
+
 #[test]
 fn simulation_is_deterministic_per_seed() {
     let go = |seed| {

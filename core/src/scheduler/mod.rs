@@ -512,4 +512,9 @@ pub struct SchedulerStats {
     pub preemptions: u64,
     /// Arrivals with no matching request (cancelled earlier or pushed).
     pub unrequested_arrivals: u64,
+    /// Planning passes run: one per [`Scheduler::handle`], [`Scheduler::handle_all`] or
+    /// [`Scheduler::prioritize`] call, however many events it carries. A pass visits every
+    /// peer with room, so this counts the work a batch of events saves (the runs of one
+    /// `bitfield` message are one pass, not one each).
+    pub plans: u64,
 }

@@ -19,6 +19,7 @@ const FASTER: f64 = 1.25;
 impl Scheduler {
     /// Runs one planning pass.
     pub(crate) fn plan(&mut self, now: Duration, out: &mut Vec<Action>) {
+        self.stats.plans += 1;
         self.prepare_pass();
         let mut cands: Vec<PeerId> = self
             .peers
