@@ -925,7 +925,7 @@ fn an_answer_crossing_a_cancel_does_not_drop_an_honest_peer() {
 }
 
 /// Blocks the scheduler picks for a peer that cannot be asked yet (its range came before its
-/// `sync`) are asked once it can be, not avoided at it until a watchdog re-registers it.
+/// `sync`) are asked once it can be, not avoided at it until a watchdog resets it.
 #[test]
 fn a_peer_that_syncs_after_its_range_is_asked_for_blocks() {
     let (wd, rd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());

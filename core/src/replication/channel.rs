@@ -26,7 +26,7 @@ pub(crate) enum Inflight {
     Cancelled(u64),
 }
 
-/// How long without any data from a peer before the watchdog re-registers it.
+/// How long without any data from a peer before the watchdog starts its exchange over.
 const STALL_AFTER: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Cancelled requests remembered, the oldest forgotten first (an answer to a forgotten one is
@@ -267,13 +267,11 @@ impl Channel {
         }
         self.wire_ids.clear();
         self.held.clear();
-        // the peer's wants are sent again with the re-registration
+        // the peer's wants are sent again with the reset; what was measured of the peer (rate,
+        // round trip, depth) stays, as a quiet peer is not a new one
         self.wants_sent.clear();
-        self.replicator.remove_peer(self.peer);
-        self.replicator.add_peer(self.peer, self.wake.clone());
-        for &(a, b) in &self.remote_has.0 {
-            self.replicator.peer_have(self.peer, a, b);
-        }
+        self.replicator
+            .reset_peer(self.peer, self.remote_has.0.iter().copied());
         self.pump(out);
     }
 
@@ -463,7 +461,7 @@ impl Channel {
                         } else {
                             // no sync from the peer yet, or it is on another fork: the request
                             // waits for it (failing it would make the scheduler avoid the
-                            // block at this peer until it is re-registered)
+                            // block at this peer until the watchdog resets it)
                             self.held.push((sid, block, priority));
                         }
                     }

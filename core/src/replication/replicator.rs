@@ -284,6 +284,40 @@ impl Replicator {
         self.dispatch(s, actions);
     }
 
+    /// The stall watchdog starts `peer`'s exchange over ([`Event::PeerReset`]): the scheduler
+    /// forgets its requests and hears what it has again, `runs` (cut as in
+    /// [`Replicator::peer_have`]), in one batch with one planning pass; its rate, round trip
+    /// and depth estimates stay. The commands queued for it that were for its forgotten
+    /// requests go, and it hears the live ranges' wants again (as a peer that registers does);
+    /// announcements of blocks this side got stay queued. The caller sends what is queued.
+    pub(crate) fn reset_peer(&self, peer: PeerId, runs: impl Iterator<Item = (u64, u64)>) {
+        let mut s = self.lock();
+        let wants: Vec<PeerCommand> = s
+            .wants
+            .iter()
+            .map(|&(_, start, end)| PeerCommand::Want { start, end })
+            .collect();
+        let Some(q) = s.peers.get_mut(&peer) else {
+            return;
+        };
+        q.commands
+            .retain(|c| matches!(c, PeerCommand::Have { .. } | PeerCommand::Want { .. }));
+        q.commands.extend(wants);
+        let cap = s.length.saturating_add(AVAILABILITY_SLACK);
+        let haves = runs
+            .map(|(a, e)| (a, e.min(cap)))
+            .filter(|&(a, e)| a < e)
+            .map(|(start, end)| Event::PeerHave {
+                peer,
+                start,
+                length: end - start,
+            });
+        let events = std::iter::once(Event::PeerReset { peer }).chain(haves);
+        let now = s.origin.elapsed();
+        let actions = s.sched.handle_all(now, events);
+        self.dispatch(s, actions);
+    }
+
     /// The peer announced blocks `[start, end)`. Claims far past the verified length are cut
     /// (nothing there can be requested yet, and a hostile peer must not make this side allocate
     /// a bitfield for 2^60 blocks); peers announce again as logs grow.
@@ -993,6 +1027,40 @@ mod tests {
         r.on_downloaded(0, &[], 60);
         let asked = requests(&r.take_commands(p));
         assert!(!asked.is_empty() && asked.iter().all(|b| (50..60).contains(b)));
+    }
+
+    /// The stall watchdog's reset: the commands queued for the peer's forgotten requests go
+    /// (announcements stay), it hears the live ranges' wants again, is asked again for what it
+    /// announces, and its counters stay.
+    #[test]
+    fn a_reset_peer_is_asked_again_and_keeps_its_counters() {
+        let (r, p) = setup(100);
+        let q = PeerId(8);
+        r.add_peer(q, Arc::new(Notify::new()));
+        let range = r.prioritize(Prioritize::range(0, 10));
+        let first = requests(&r.take_commands(p));
+        assert!(!first.is_empty());
+        r.on_downloaded(p.0, &[(first[0], 100)], 100);
+        // block 50 from the other peer: an announcement queued for p, not taken yet, with the
+        // requests made for p since
+        r.on_downloaded(q.0, &[(50, 100)], 100);
+        let delivered = |r: &Replicator| -> Vec<(PeerId, u64, u64)> {
+            let stats = r.peer_stats();
+            stats.iter().map(|(p, s)| (*p, s.blocks, s.bytes)).collect()
+        };
+        let counters = delivered(&r);
+        assert_eq!(counters[0], (p, 1, 100));
+        r.reset_peer(p, [(0, 100)].into_iter());
+        let cmds = r.take_commands(p);
+        assert!(!cmds.iter().any(|c| matches!(c, PeerCommand::Cancel { .. })));
+        assert!(cmds.contains(&PeerCommand::Have { start: 50, end: 51 }));
+        assert!(cmds.contains(&PeerCommand::Want { start: 0, end: 10 }));
+        let mut again = requests(&cmds);
+        again.sort_unstable();
+        let expect: Vec<u64> = (0..10).filter(|&b| b != first[0]).collect();
+        assert_eq!(again, expect, "asked again for the blocks it held");
+        assert_eq!(delivered(&r), counters, "its counters stay");
+        drop(range);
     }
 
     /// A peer that registers (or re-registers) hears the wants of the live ranges only.

@@ -257,6 +257,20 @@ pub enum Event {
         /// The peer.
         peer: PeerId,
     },
+    /// A peer's exchange starts over (a stall watchdog: nothing arrived from it for a while):
+    /// its requests are forgotten as at [`Event::PeerRemoved`] (no cancels are sent; an answer
+    /// still on the way counts as an unrequested arrival, or answers the block's new request
+    /// if it was asked of the peer again), and so is what it has, including the blocks it had
+    /// no data for or that are avoided at it (announce its availability again with
+    /// [`Event::PeerHave`], in the same batch to plan once). Unlike removing and adding it
+    /// again, what was measured of it stays: its rate, round trip, timeout, throughput, depth
+    /// (and snub) and its counters; and its blocks being stored stay stored from it (their
+    /// store ends as any other). Its blocks are then picked again, by it or by others. An
+    /// unknown peer is ignored.
+    PeerReset {
+        /// The peer.
+        peer: PeerId,
+    },
     /// A peer announced blocks `[start, start + length)` (`range` / `bitfield` messages).
     PeerHave {
         /// The peer.

@@ -375,6 +375,7 @@ impl Scheduler {
         match event {
             Event::PeerAdded { peer, availability } => self.on_peer_added(peer, availability),
             Event::PeerRemoved { peer } => self.on_peer_removed(peer, out),
+            Event::PeerReset { peer } => self.on_peer_reset(peer, out),
             Event::PeerHave {
                 peer,
                 start,
@@ -602,6 +603,26 @@ impl Scheduler {
             self.release_storing(b, peer);
         }
         self.peers.remove(&peer);
+    }
+
+    /// [`Event::PeerReset`]: the request and availability state of a peer go, its estimators
+    /// stay.
+    fn on_peer_reset(&mut self, peer: PeerId, out: &mut Vec<Action>) {
+        let Some(p) = self.peers.get(&peer) else {
+            return;
+        };
+        // (as at a removal: each block is released, or stays with its other copies)
+        let blocks: Vec<u64> = p.queue.iter().map(|r| r.block).collect();
+        for b in blocks {
+            self.remove_copy(b, peer, false, out);
+        }
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        p.contig = 0;
+        p.bits = Bitfield::new();
+        p.no_data.clear();
+        p.avoid.clear();
     }
 
     fn on_unprioritize(&mut self, h: u64, out: &mut Vec<Action>) {
