@@ -205,7 +205,10 @@ where
             }
             let _ = events.send(ev);
         }
-        let reading = conn.wants_input();
+        // Input already read and not yet handled is handled before more is read: a peer whose
+        // requests come faster than they are served (while it reads its answers, so serving
+        // never pauses) is read no faster than it is served, at most `MAX_DEFERRED` ahead.
+        let reading = conn.wants_input() && !conn.has_pending_input();
         let blocked = unsent.load(Ordering::Acquire) > MAX_UNSENT;
         tokio::select! {
             // the writer made progress: serving may resume (or reading, if it had stopped)
