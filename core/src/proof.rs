@@ -943,7 +943,7 @@ pub(crate) fn verify_hashed(
 }
 
 /// Verifies a proof that carries an upgrade from length 0 against nothing but the log's
-/// [`Verifier`]: every hash and the signature. Stateless; nothing is stored.
+/// [`Verifier`](crate::manifest::Verifier): every hash and the signature. Stateless; nothing is stored.
 pub fn verify_fully_remote(
     verifier: &crate::manifest::Verifier,
     data: &Data,

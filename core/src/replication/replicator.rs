@@ -873,7 +873,7 @@ impl crate::log::Log {
         }
     }
 
-    /// [`Log::get_wait`] for `async` callers (the wait does not block the executor).
+    /// [`Log::get_wait`](Self::get_wait) for `async` callers (the wait does not block the executor).
     pub async fn get_async(&self, index: u64, timeout: Option<Duration>) -> Result<Vec<u8>> {
         match self.get_local(index) {
             Err(Error::NotAvailable(_) | Error::OutOfBounds(_)) if !self.writable() => {}

@@ -64,6 +64,12 @@
 //!   immediate; a shrink is applied by not issuing until the queue has drained (cancelling
 //!   requests the responder may already have sent would only create duplicates). Only
 //!   snubbing cancels.
+//! * **Received, then stored**: a driver that verifies and stores blocks apart from receiving
+//!   them reports each answer as it arrives ([`Event::BlockReceived`]): the request is answered
+//!   and sampled then, so the peer's queue refills while the block is stored, and the block is
+//!   asked of nobody until its [`Event::BlockArrived`] (stored) or a failure (wanted again). At
+//!   most [`SchedulerOptions::max_storing_bytes`] wait to be stored; past that no request goes
+//!   out. A linear window starts after them.
 //! * **Whole-log default**: unless [`SchedulerOptions::sparse`] is set, the scheduler starts
 //!   with a live range `0..` at priority 0, random order, hotswap on
 //!   ([`Scheduler::default_range`]).
