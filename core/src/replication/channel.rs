@@ -640,11 +640,6 @@ impl Channel {
         self.schedule(out);
     }
 
-    /// Whether data received since the last [`Channel::report_received`] answered requests.
-    pub(crate) fn has_unreported(&self) -> bool {
-        !self.received.is_empty()
-    }
-
     /// The data received and not yet stored (for a caller that stores it on another thread).
     pub(crate) fn take_pending(&mut self) -> Vec<crate::proof::Data> {
         std::mem::take(&mut self.pending_data)

@@ -387,18 +387,15 @@ impl Connection {
     /// Tells the schedulers which requests the blocks received so far answered, and sends the
     /// requests that makes room for, while those blocks wait to be stored.
     fn report_received(&mut self) -> Result<()> {
-        let ids: Vec<ChannelId> = self
-            .channels
-            .iter()
-            .filter(|(_, c)| c.has_unreported())
-            .map(|(id, _)| *id)
-            .collect();
+        let ids: Vec<ChannelId> = self.channels.keys().copied().collect();
         for id in ids {
             let mut out = Outbox::new();
             if let Some(c) = self.channels.get_mut(&id) {
                 c.report_received(&mut out);
             }
-            self.send_all(id, out)?;
+            if !out.is_empty() {
+                self.send_all(id, out)?;
+            }
         }
         Ok(())
     }

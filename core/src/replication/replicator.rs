@@ -303,15 +303,7 @@ impl Replicator {
         q.commands
             .retain(|c| matches!(c, PeerCommand::Have { .. } | PeerCommand::Want { .. }));
         q.commands.extend(wants);
-        let cap = s.length.saturating_add(AVAILABILITY_SLACK);
-        let haves = runs
-            .map(|(a, e)| (a, e.min(cap)))
-            .filter(|&(a, e)| a < e)
-            .map(|(start, end)| Event::PeerHave {
-                peer,
-                start,
-                length: end - start,
-            });
+        let haves = have_events(peer, s.length, runs);
         let events = std::iter::once(Event::PeerReset { peer }).chain(haves);
         let now = s.origin.elapsed();
         let actions = s.sched.handle_all(now, events);
@@ -333,15 +325,7 @@ impl Replicator {
             return;
         }
         let mut s = self.lock();
-        let cap = s.length.saturating_add(AVAILABILITY_SLACK);
-        let events = runs
-            .map(|(a, e)| (a, e.min(cap)))
-            .filter(|&(a, e)| a < e)
-            .map(|(start, end)| Event::PeerHave {
-                peer,
-                start,
-                length: end - start,
-            });
+        let events = have_events(peer, s.length, runs);
         let now = s.origin.elapsed();
         let actions = s.sched.handle_all(now, events);
         self.dispatch(s, actions);
@@ -658,6 +642,23 @@ impl Replicator {
 /// linear order: blocks then arrive mostly in sequence, which stores them as appends (random
 /// order scatters every commit over the whole B-tree and costs several times the disk writes),
 /// and a reader of the log's start gets it first.
+/// `PeerHave` events for the runs a peer announced, cut at `length` +
+/// [`AVAILABILITY_SLACK`] (see [`Replicator::peer_have`]).
+fn have_events(
+    peer: PeerId,
+    length: u64,
+    runs: impl Iterator<Item = (u64, u64)>,
+) -> impl Iterator<Item = Event> {
+    let cap = length.saturating_add(AVAILABILITY_SLACK);
+    runs.map(move |(a, e)| (a, e.min(cap)))
+        .filter(|&(a, e)| a < e)
+        .map(move |(start, end)| Event::PeerHave {
+            peer,
+            start,
+            length: end - start,
+        })
+}
+
 fn whole_log() -> Prioritize {
     Prioritize::live(0)
         .priority(0)

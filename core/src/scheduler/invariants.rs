@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use super::planner::Scheduler;
-use super::{MAX_PRIORITY, Order, PeerId, URGENT_PRIORITY};
+use super::{MAX_PRIORITY, Order, URGENT_PRIORITY};
 
 impl Scheduler {
     /// Checks the planner's invariants; returns a description of the first violation.
@@ -171,12 +171,7 @@ impl Scheduler {
         let mut bits = 0u64;
         let mut i = 0;
         while let Some(b) = self.storing_bits.next_set(i) {
-            if self
-                .storing
-                .range((b, PeerId(0))..=(b, PeerId(u64::MAX)))
-                .next()
-                .is_none()
-            {
+            if self.storing_peers(b).next().is_none() {
                 return Err(format!(
                     "block {b}: storing bit set but no copy is being stored"
                 ));

@@ -749,16 +749,18 @@ impl Scheduler {
         }
     }
 
+    /// The peers whose copy of `b` is being stored.
+    pub(crate) fn storing_peers(&self, b: u64) -> impl Iterator<Item = PeerId> + '_ {
+        self.storing
+            .range((b, PeerId(0))..=(b, PeerId(u64::MAX)))
+            .map(|(&(_, p), _)| p)
+    }
+
     /// Forgets `peer`'s copy of `b` being stored; its bytes if there was one.
     fn take_storing(&mut self, b: u64, peer: PeerId) -> Option<u64> {
         let bytes = self.storing.remove(&(b, peer))?;
         self.storing_bytes -= bytes;
-        let others = self
-            .storing
-            .range((b, PeerId(0))..=(b, PeerId(u64::MAX)))
-            .next()
-            .is_some();
-        if !others {
+        if self.storing_peers(b).next().is_none() {
             self.storing_bits.set(b, false);
         }
         Some(bytes)
@@ -887,12 +889,8 @@ impl Scheduler {
         }
         // other peers' copies being stored are duplicates now (their arrival, if any, counts
         // as wasted)
-        let storing: Vec<(u64, PeerId)> = self
-            .storing
-            .range((b, PeerId(0))..=(b, PeerId(u64::MAX)))
-            .map(|(k, _)| *k)
-            .collect();
-        for (b, p) in storing {
+        let storing: Vec<PeerId> = self.storing_peers(b).collect();
+        for p in storing {
             self.take_storing(b, p);
         }
         self.late.remove(&b);
