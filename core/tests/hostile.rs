@@ -840,23 +840,27 @@ async fn a_peer_that_never_reads_is_not_served_past_a_bound_of_unwritten_answers
     let _ = handle.join().await;
 }
 
-/// An answer that crosses its cancel is not a protocol error, also after thousands of cancels
-/// (a JS peer never answers requests it saw cancelled, so they pile up over a long download):
-/// the oldest cancelled requests are forgotten one by one, and an answer to a request this side
-/// no longer knows is ignored, as the reference ignores it.
-#[test]
-fn an_answer_crossing_a_cancel_does_not_drop_an_honest_peer() {
-    use dat_core::scheduler::Prioritize;
+/// A sparse libdat reader of a log of `n` blocks, and an `Evil` peer that opened the log with
+/// it, announced all `n` blocks and answered its upgrade request (the reader knows the length).
+struct SparseReader {
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+    _wstore: Store,
+    wlog: Log,
+    rlog: Log,
+    reader: Connection,
+    evil: Evil,
+}
+
+fn sparse_reader_upgraded_by_evil(n: u64) -> SparseReader {
     let (wd, rd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let n = 5000u64;
-    let (_ws, wlog) = writer(wd.path(), n as usize);
+    let (ws, wlog) = writer(wd.path(), n as usize);
     let rstore = Store::open(rd.path()).unwrap();
     let rlog = rstore.open_log(&wlog.key(), None).unwrap();
     let opts = ConnectionOptions {
         sparse: true,
         ..ConnectionOptions::default()
     };
-    let mut reader = Connection::new(rstore.clone(), false, &KeyPair::generate(), opts).unwrap();
+    let mut reader = Connection::new(rstore, false, &KeyPair::generate(), opts).unwrap();
     reader.replicate(&rlog, true).unwrap();
     let mut evil = Evil::new();
     evil.pump(&mut reader).unwrap();
@@ -886,6 +890,31 @@ fn an_answer_crossing_a_cancel_does_not_drop_an_honest_peer() {
     data.manifest = wlog.manifest();
     evil.send(&Message::Data(data));
     evil.pump(&mut reader).unwrap();
+    SparseReader {
+        _dirs: (wd, rd),
+        _wstore: ws,
+        wlog,
+        rlog,
+        reader,
+        evil,
+    }
+}
+
+/// An answer that crosses its cancel is not a protocol error, also after thousands of cancels
+/// (a JS peer never answers requests it saw cancelled, so they pile up over a long download):
+/// the oldest cancelled requests are forgotten one by one, and an answer to a request this side
+/// no longer knows is ignored, as the reference ignores it.
+#[test]
+fn an_answer_crossing_a_cancel_does_not_drop_an_honest_peer() {
+    use dat_core::scheduler::Prioritize;
+    let n = 5000u64;
+    let SparseReader {
+        wlog,
+        rlog,
+        mut reader,
+        mut evil,
+        ..
+    } = sparse_reader_upgraded_by_evil(n);
     assert_eq!(rlog.length(), n);
     evil.received.clear();
     // the application reads blocks with a short timeout and gives up on each: get + cancel
@@ -985,45 +1014,14 @@ fn a_peer_that_syncs_after_its_range_is_asked_for_blocks() {
 fn an_idle_sparse_channel_does_not_resend_its_wants_every_three_seconds() {
     use dat_core::scheduler::Prioritize;
     use std::time::{Duration, Instant};
-    let (wd, rd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let n = 100u64;
-    let (_ws, wlog) = writer(wd.path(), n as usize);
-    let rstore = Store::open(rd.path()).unwrap();
-    let rlog = rstore.open_log(&wlog.key(), None).unwrap();
-    let opts = ConnectionOptions {
-        sparse: true,
-        ..ConnectionOptions::default()
-    };
-    let mut reader = Connection::new(rstore.clone(), false, &KeyPair::generate(), opts).unwrap();
-    reader.replicate(&rlog, true).unwrap();
-    let mut evil = Evil::new();
-    evil.pump(&mut reader).unwrap();
-    evil.open(&wlog.key(), true);
-    evil.send(&Message::Sync(Sync {
-        fork: 0,
-        length: n,
-        can_upgrade: true,
-        uploading: true,
-        downloading: true,
-        has_manifest: true,
-        ..Default::default()
-    }));
-    evil.send(&Message::Range(Range {
-        drop: false,
-        start: 0,
-        length: n,
-    }));
-    evil.pump(&mut reader).unwrap();
-    let up = evil
-        .requests()
-        .into_iter()
-        .find(|r| r.upgrade.is_some())
-        .unwrap();
-    let mut data = wlog.proof(&up.proof_request()).unwrap();
-    data.request = up.id;
-    data.manifest = wlog.manifest();
-    evil.send(&Message::Data(data));
-    evil.pump(&mut reader).unwrap();
+    let SparseReader {
+        wlog,
+        rlog,
+        mut reader,
+        mut evil,
+        ..
+    } = sparse_reader_upgraded_by_evil(n);
     // a read of block 5 that is answered
     let h = rlog.prioritize(Prioritize::get(5));
     evil.received.clear();
